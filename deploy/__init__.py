@@ -1,0 +1,1 @@
+"""SageMaker serving, packaging and deployment; Kubernetes manifests for the service."""

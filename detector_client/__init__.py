@@ -1,0 +1,1 @@
+"""Detector backends behind one async interface (YOLOX on ONNX Runtime, SageMaker, motion)."""

@@ -1,0 +1,1 @@
+"""trackcast service: configuration, sources, scheduling, MQTT/metrics outputs and the CLI."""

@@ -1,0 +1,60 @@
+"""CLI behaviour on bad input: a clear message naming what is wrong, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import run_trackcast
+
+
+def test_missing_det_file(tmp_path: Path) -> None:
+    res = run_trackcast("track-dets", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o.txt"))
+    assert res.returncode == 2
+    assert "nope.txt" in res.stderr and "cannot read" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_malformed_det_line_names_file_and_line(tmp_path: Path) -> None:
+    det = tmp_path / "det.txt"
+    det.write_text("1,-1,10,10,20,40,0.9,-1,-1,-1\n2,-1,10,abc,20,40,0.9,-1,-1,-1\n")
+    res = run_trackcast("track-dets", str(det), "--out", str(tmp_path / "o.txt"))
+    assert res.returncode == 2
+    assert f"{det}:2:" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_zero_frame_rejected(tmp_path: Path) -> None:
+    det = tmp_path / "det.txt"
+    det.write_text("0,-1,10,10,20,40,0.9,-1,-1,-1\n")
+    res = run_trackcast("track-dets", str(det), "--out", str(tmp_path / "o.txt"))
+    assert res.returncode == 2 and "frame must be an integer >= 1" in res.stderr
+
+
+def test_bad_tracker_parameter_names_it(tmp_path: Path) -> None:
+    det = tmp_path / "det.txt"
+    det.write_text("1,-1,10,10,20,40,0.9,-1,-1,-1\n")
+    res = run_trackcast("track-dets", str(det), "--out", str(tmp_path / "o.txt"), "--track-thresh", "1.7")
+    assert res.returncode == 2 and "track_thresh=1.7" in res.stderr
+
+
+def test_track_dets_writes_mot_rows_and_counts_invalid(tmp_path: Path) -> None:
+    det = tmp_path / "det.txt"
+    det.write_text(
+        "1,-1,10,10,20,40,0.9,-1,-1,-1\n1,-1,100,10,-5,40,0.9,-1,-1,-1\n"
+        "2,-1,11,10,20,40,0.8,-1,-1,-1\n4,-1,13,10,20,40,0.8,-1,-1,-1\n"
+    )
+    out = tmp_path / "o.txt"
+    res = run_trackcast("track-dets", str(det), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "dropped 1 detections" in res.stderr
+    lines = out.read_text().split()
+    assert [ln.split(",")[:2] for ln in lines] == [["1", "1"], ["2", "1"], ["4", "1"]]
+    assert lines[0] == "1,1,10.0000,10.0000,20.0000,40.0000,0.9000,-1,-1,-1"
+
+
+def test_demo_runs_and_reports_identity_metrics() -> None:
+    res = run_trackcast("demo", "--frames", "150", "--no-realtime")
+    assert res.returncode == 0, res.stderr
+    summary = [ln for ln in res.stdout.splitlines() if ln.startswith("summary")]
+    assert summary, res.stdout
+    idf1 = float(summary[0].split("IDF1")[1].split()[0])
+    assert idf1 > 80.0, summary[0]

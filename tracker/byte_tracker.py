@@ -1,0 +1,223 @@
+"""The BYTE multi-object tracker (ByteTrack), exact to the public reference, built for a service.
+
+Behaviour on consecutive frames is the reference's (``yolox/tracker/byte_tracker.py`` of
+ifzhang/ByteTrack), quirks included; see ``README.md`` (Tracker) for the list. What differs, and
+why, for a long-running multi-stream service:
+
+* Track IDs come from this tracker's own counter, starting at 1 (the reference shares one global
+  counter between all trackers of a process, so streams' IDs interleave).
+* Memory is bounded by the number of live tracks: track state sits in arrays whose rows are
+  reused once a track is gone. The reference keeps every removed track in a list for ever and
+  rescans it each frame; its only effect on outputs (a track whose ID was once removed, then
+  re-found, is dropped at once the next time it is lost) is kept with a per-track flag.
+* The caller's arrays are never modified; class ids ride through to the output.
+* Rows with NaN/inf values, a coordinate beyond 1e6 px or a side under 1e-3 px (which includes
+  non-positive width/height) are dropped and counted
+  (``Tracks.n_invalid``, ``ByteTracker.invalid_total``); a wrongly shaped array raises
+  ``DetectionsError``.
+* Frame gaps: ``update(dets, frame_index=i)``. A jump of ``g = i - previous`` frames advances the
+  Kalman prediction ``g`` steps and counts ``g`` frames toward the lost-track buffer, exactly as if
+  ``g - 1`` empty frames had been seen except that no track is confirmed, lost or started on the
+  skipped frames. A gap longer than the lost-track buffer ends every track and the tracker starts
+  afresh (IDs keep counting). Without ``frame_index`` every call is the next frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from tracker import _kernels as K
+from tracker.config import TrackerConfig
+from tracker.errors import DetectionsError, FrameOrderError
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: Rows with a coordinate beyond this many pixels, or a side shorter than MIN_SIZE, are invalid:
+#: no camera produces them and the Kalman arithmetic would overflow or divide by ~0.
+MAX_COORD = 1e6
+MIN_SIZE = 1e-3
+
+_EMPTY_I = np.empty(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Tracks:
+    """The active (confirmed, currently matched) tracks after one ``update``.
+
+    Parallel arrays, one row per track, in the reference's output order.
+    """
+
+    frame_index: int
+    ids: I64
+    xyxy: F64
+    tlwh: F64
+    scores: F64
+    classes: I64
+    #: IDs of confirmed tracks that ended at this update (will never be reported again).
+    ended_ids: I64 = field(default_factory=lambda: _EMPTY_I)
+    #: Input rows dropped at this update for NaN/inf values or non-positive size.
+    n_invalid: int = 0
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+class ByteTracker:
+    """One BYTE tracker: feed it one frame of detections at a time, in frame order.
+
+    Not thread-safe; one instance per stream. No I/O, no asyncio.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config if config is not None else TrackerConfig()
+        self._cap = 0
+        self._mean: F64 = np.empty((0, 8))
+        self._cov: F64 = np.empty((0, 8, 8))
+        self._tid: I64 = np.empty(0, dtype=np.int64)
+        self._state = np.empty(0, dtype=np.int8)
+        self._activated = np.empty(0, dtype=np.bool_)
+        self._score: F64 = np.empty(0)
+        self._cls: I64 = np.empty(0, dtype=np.int64)
+        self._last: I64 = np.empty(0, dtype=np.int64)  # internal frame of the last match
+        self._start: I64 = np.empty(0, dtype=np.int64)
+        self._was_removed = np.empty(0, dtype=np.bool_)  # the reference's removed-list membership
+        # rows: tracked slots, lost slots (both in the reference's list order), free-slot stack
+        self._lists: I64 = np.empty((3, 0), dtype=np.int64)
+        # n_tracked, n_lost, n_free, next track id
+        self._counts: I64 = np.array([0, 0, 0, 1], dtype=np.int64)
+        self._grow(64)
+        self._frame = 0  # internal frame counter (the reference's frame_id)
+        self._last_index: int | None = None
+        self.invalid_total = 0
+
+    # ------------------------------------------------------------------ state storage
+    def _grow(self, extra: int) -> None:
+        old, new = self._cap, self._cap + extra
+
+        def g(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+            out = np.zeros((new, *shape), dtype=a.dtype)
+            out[:old] = a
+            return out
+
+        self._mean = g(self._mean, (8,))
+        self._cov = g(self._cov, (8, 8))
+        self._tid = g(self._tid, ())
+        self._state = g(self._state, ())
+        self._activated = g(self._activated, ())
+        self._score = g(self._score, ())
+        self._cls = g(self._cls, ())
+        self._last = g(self._last, ())
+        self._start = g(self._start, ())
+        self._was_removed = g(self._was_removed, ())
+        lists = np.zeros((3, new), dtype=np.int64)
+        lists[:, :old] = self._lists
+        n_free = int(self._counts[2])
+        lists[2, n_free : n_free + extra] = np.arange(new - 1, old - 1, -1)
+        self._counts[2] = n_free + extra
+        self._lists = lists
+        self._cap = new
+
+    @property
+    def live_tracks(self) -> int:
+        """Tracks held (tracked, unconfirmed and lost): what bounds this tracker's memory."""
+        return int(self._counts[0] + self._counts[1])
+
+    @property
+    def capacity(self) -> int:
+        """Rows allocated for track state (grows to the peak number of live tracks, never beyond)."""
+        return self._cap
+
+    @property
+    def frame_index(self) -> int | None:
+        """Index of the last frame given to ``update`` (None before the first)."""
+        return self._last_index
+
+    def reset(self) -> list[int]:
+        """Forget every track (IDs keep counting). Returns the IDs of confirmed tracks ended."""
+        nt, nl, nf = (int(v) for v in self._counts[:3])
+        held = np.concatenate([self._lists[0, :nt], self._lists[1, :nl]])
+        ended = [int(t) for t in self._tid[held[self._activated[held]]]]
+        self._lists[2, nf : nf + len(held)] = held
+        self._counts[:3] = (0, 0, nf + len(held))
+        self._frame = 0
+        return ended
+
+    # ------------------------------------------------------------------ input
+    def _clean(self, dets: npt.ArrayLike) -> tuple[F64, int]:
+        try:
+            d = np.array(dets, dtype=np.float64, copy=True)
+        except (TypeError, ValueError) as exc:
+            raise DetectionsError(f"detections must be a numeric [N,5] or [N,6] array: {exc}") from exc
+        if d.ndim == 1 and d.size == 0:
+            d = d.reshape(0, 5)
+        if d.ndim != 2 or d.shape[1] not in (5, 6):
+            raise DetectionsError(
+                f"detections must have shape [N,5] (x1,y1,x2,y2,score) or [N,6] (+class), got {d.shape}"
+            )
+        if d.shape[1] == 5:
+            d = np.concatenate([d, np.zeros((d.shape[0], 1))], axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = np.isfinite(d).all(axis=1)
+            ok &= (np.abs(d[:, :4]) <= MAX_COORD).all(axis=1)
+            ok &= (d[:, 2] - d[:, 0] >= MIN_SIZE) & (d[:, 3] - d[:, 1] >= MIN_SIZE)
+            ok &= np.abs(d[:, 5]) < 2.0**62  # class ids are stored as int64
+        n_bad = int(d.shape[0] - np.count_nonzero(ok))
+        if n_bad:
+            d = d[ok]
+        return np.ascontiguousarray(d), n_bad
+
+    # ------------------------------------------------------------------ the algorithm
+    def update(self, dets: npt.ArrayLike, frame_index: int | None = None) -> Tracks:
+        """Track one frame. ``dets``: [N,5] x1,y1,x2,y2,score or [N,6] with class id.
+
+        ``frame_index`` (optional) is the frame's index in the stream; indices must increase and
+        a jump larger than one is a gap (see the module docstring). Returns the frame's active
+        tracks.
+        """
+        cfg = self.config
+        d, n_bad = self._clean(dets)
+        self.invalid_total += n_bad
+
+        steps = 1
+        ended: list[int] = []
+        if frame_index is not None:
+            frame_index = int(frame_index)
+            if self._last_index is not None:
+                if frame_index <= self._last_index:
+                    raise FrameOrderError(frame_index, self._last_index)
+                steps = frame_index - self._last_index
+        else:
+            frame_index = 1 if self._last_index is None else self._last_index + 1
+        if steps - 1 > cfg.max_time_lost and self._frame > 0:
+            ended = self.reset()
+            steps = 1
+        self._last_index = frame_index
+        self._frame += steps
+
+        if self._counts[2] < d.shape[0]:
+            self._grow(max(int(d.shape[0] - self._counts[2]), self._cap))
+        out, ended_now = K.byte_update(
+            d, self._frame, steps, cfg.track_thresh, cfg.match_thresh, cfg.new_track_thresh,
+            cfg.max_time_lost, not cfg.mot20, cfg.per_class,
+            self._mean, self._cov, self._tid, self._state, self._activated, self._score, self._cls,
+            self._last, self._start, self._was_removed, self._lists, self._counts,
+        )  # fmt: skip
+        tlwh = K.tlwh_of(self._mean, out)
+        xyxy = tlwh.copy()
+        xyxy[:, 2:] += xyxy[:, :2]
+        if ended:
+            ended_now = np.concatenate([np.asarray(ended, dtype=np.int64), ended_now])
+        return Tracks(
+            frame_index=frame_index,
+            ids=self._tid[out],
+            xyxy=xyxy,
+            tlwh=tlwh,
+            scores=self._score[out],
+            classes=self._cls[out],
+            ended_ids=ended_now,
+            n_invalid=n_bad,
+        )

@@ -1,0 +1,1 @@
+"""Ground Truth video labels to MOT17/COCO, and SageMaker training/tuning launch."""
