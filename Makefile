@@ -35,7 +35,11 @@ typecheck: $(STAMP)
 check: lint typecheck
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: $(STAMP)
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m loadtest.bench_tracker
 
 clean:

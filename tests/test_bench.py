@@ -1,0 +1,37 @@
+"""`make bench`'s tracker benchmark runs and prints its table (figures are for people, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, ROOT
+
+
+@pytest.mark.shared
+def test_bench_prints_table(tmp_path: Path, shared_data: Path) -> None:
+    det = FIXTURES / "pedestrians_720p25" / "det.txt"
+    out = tmp_path / "bench.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench_tracker", "--det", str(det), "--repeats", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "trackcast (numba, exact)" in res.stdout
+    fig = json.loads(out.read_text())
+    assert fig["frames"] == 341
+    assert 25 < fig["dets_per_frame"][0] < 40 and 3 * 25 < fig["dets_per_frame"][1] < 3 * 40
+    ours = fig["ms_per_frame"]["trackcast"]
+    assert ours["31"] > 0 and ours["94"] > 0
+
+
+def test_bench_says_when_detections_are_missing(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench_tracker", "--det", str(tmp_path / "none.txt")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 2 and "detections not found" in res.stderr
