@@ -3,9 +3,14 @@
 # mosquitto (real MQTT broker), GStreamer's RTSP server with python3-gi (real RTSP server), ffmpeg.
 set -euo pipefail
 
-pkgs=(mosquitto mosquitto-clients ffmpeg python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
-      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-rtsp
-      gstreamer1.0-libav)
+# `sysdeps.sh venv`: only what `python3 -m venv` needs on Debian (ensurepip lives in python3-venv).
+if [ "${1:-}" = "venv" ]; then
+  pkgs=(python3-venv)
+else
+  pkgs=(mosquitto mosquitto-clients ffmpeg python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
+        gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-rtsp
+        gstreamer1.0-libav)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -112,11 +113,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     scene = Scene(players=args.players, seed=args.seed)
     rng = np.random.default_rng(args.seed + 1)
     tracker = ByteTracker(TrackerConfig(frame_rate=args.fps))
+    ByteTracker().update(np.empty((0, 5)))  # load the compiled core now, not on the first frame
     gt_rows: list[list[float]] = []
     hyp_rows: list[list[float]] = []
     period = 1.0 / args.fps if args.realtime else 0.0
     started = time.monotonic()
-    spent = 0.0
+    spent = 0.0  # tracker time since the last console line
     frame = 0
     print(
         f"trackcast demo: {args.players} players on a synthetic {scene.width}x{scene.height} pitch at {args.fps:g} fps, "
@@ -135,13 +137,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 gt_rows.append([frame, i, b[0], b[1], b[2] - b[0], b[3] - b[1], 1, -1, -1, -1])
             for i, b in zip(tracks.ids.tolist(), tracks.tlwh.tolist(), strict=True):
                 hyp_rows.append([frame, i, *b, 1, -1, -1, -1])
-            if frame % int(max(args.fps, 1)) == 0:
+            every = int(max(args.fps, 1))
+            if frame % every == 0:
                 line = (
                     f"frame {frame:6d}  players {len(ids):3d}  detections {len(dets):3d}  "
                     f"tracks {len(tracks):3d}  ids so far {len({int(r[1]) for r in hyp_rows}):4d}  "
-                    f"tracker {1000 * spent / frame:.3f} ms/frame"
+                    f"tracker {1000 * spent / every:.3f} ms/frame"
                 )
                 print(line, flush=True)
+                spent = 0.0
             if period:
                 delay = started + frame * period - time.monotonic()
                 if delay > 0:
@@ -208,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"trackcast: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # stdout was closed (e.g. `trackcast demo | head`): stop quietly, like other Unix tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return rc
 
 
