@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 	  { rm -rf $(VENV); bash scripts/sysdeps.sh venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,cpu]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -37,7 +37,7 @@ check: lint typecheck
 	$(BIN)/python -m pytest -q -m "not slow"
 
 $(VENV)/.installed-bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev,cpu,bench]'
 	touch $@
 
 bench: $(VENV)/.installed-bench

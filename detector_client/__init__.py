@@ -1,1 +1,41 @@
-"""Detector backends behind one async interface (YOLOX on ONNX Runtime, SageMaker, motion)."""
+"""Detector backends behind one async interface: YOLOX on ONNX Runtime, a SageMaker endpoint, motion.
+
+from detector_client import create_detector, OnnxDetectorConfig
+det = create_detector(OnnxDetectorConfig(model="yolox.onnx", classes=[0]))
+frame = det.spec.prepare(bgr_image, stream="cam1", index=7)   # in the decode thread
+[boxes] = await det.detect([frame])                            # [K,6] x1,y1,x2,y2,score,class
+"""
+
+from detector_client.base import Detector, InputSpec, PreparedFrame
+from detector_client.config import (
+    DetectorConfig,
+    MotionDetectorConfig,
+    OnnxDetectorConfig,
+    SageMakerDetectorConfig,
+    create_detector,
+)
+from detector_client.errors import (
+    DetectorError,
+    DetectorInputError,
+    EndpointError,
+    InferenceError,
+    ModelLoadError,
+)
+from detector_client.yolox import PostProcess
+
+__all__ = [
+    "Detector",
+    "DetectorConfig",
+    "DetectorError",
+    "DetectorInputError",
+    "EndpointError",
+    "InferenceError",
+    "InputSpec",
+    "ModelLoadError",
+    "MotionDetectorConfig",
+    "OnnxDetectorConfig",
+    "PostProcess",
+    "PreparedFrame",
+    "SageMakerDetectorConfig",
+    "create_detector",
+]

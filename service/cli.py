@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 class CliError(Exception):
@@ -163,6 +164,140 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_detector_args(p: argparse.ArgumentParser, model_required: bool = False) -> None:
+    g = p.add_argument_group("detector")
+    g.add_argument(
+        "--detector", choices=["onnx", "sagemaker", "motion"], default="onnx", help="backend (default onnx)"
+    )
+    g.add_argument("--model", required=model_required, help="YOLOX ONNX model (onnx backend)")
+    g.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox",
+                   help="yolox: BGR 0..255 (upstream exports); bytetrack: RGB /255 mean/std")  # fmt: skip
+    g.add_argument("--classes", type=int, nargs="*", default=None, help="class ids to keep (default: all)")
+    g.add_argument("--score-thresh", type=float, default=0.1)
+    g.add_argument("--nms-thresh", type=float, default=0.45)
+    g.add_argument("--batch", type=int, default=4, help="frames per detector call")
+    g.add_argument("--no-clip", dest="clip", action="store_false",
+                   help="leave boxes unclipped at the frame edges (as ByteTrack's pipeline does)")  # fmt: skip
+    g.add_argument(
+        "--providers", default=None, help="ONNX Runtime providers, e.g. cuda,cpu (default: all installed)"
+    )
+    g.add_argument("--endpoint", help="SageMaker endpoint name (sagemaker backend)")
+    g.add_argument("--region", help="AWS region (default: AWS chain)")
+    g.add_argument("--variant", help="SageMaker target variant")
+    g.add_argument("--endpoint-url", help="override the SageMaker runtime URL")
+    g.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=(416, 416),
+                   help="endpoint model input size (sagemaker backend)")  # fmt: skip
+    g.add_argument(
+        "--encoding", choices=["raw", "jpeg"], default="raw", help="wire encoding (sagemaker backend)"
+    )
+
+
+def _detector_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pydantic import TypeAdapter, ValidationError
+
+    from detector_client import DetectorConfig, DetectorError, create_detector
+
+    common = {
+        "classes": args.classes if args.classes else None,
+        "score_thresh": args.score_thresh,
+        "nms_thresh": args.nms_thresh,
+        "max_batch": args.batch,
+        "clip": args.clip,
+    }
+    if args.detector == "onnx":
+        if not args.model:
+            raise CliError("--model is required with --detector onnx")
+        raw = {"kind": "onnx", "model": args.model, "preprocess": args.preprocess, **common}
+        if args.providers:
+            raw["providers"] = [p.strip() for p in args.providers.split(",") if p.strip()]
+    elif args.detector == "sagemaker":
+        if not args.endpoint:
+            raise CliError("--endpoint is required with --detector sagemaker")
+        raw = {
+            "kind": "sagemaker", "endpoint": args.endpoint, "region": args.region, "variant": args.variant,
+            "endpoint_url": args.endpoint_url, "input_size": tuple(args.input_size), "preprocess": args.preprocess,
+            "encoding": args.encoding, **common,
+        }  # fmt: skip
+    else:
+        raw = {"kind": "motion", **common}
+    try:
+        cfg = TypeAdapter(DetectorConfig).validate_python(raw)
+    except ValidationError as exc:
+        raise CliError(_pydantic_message(exc, "detector")) from exc
+    try:
+        return create_detector(cfg)
+    except (DetectorError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _pydantic_message(exc: Exception, prefix: str) -> str:
+    errs: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
+    parts = [f"{prefix}.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in errs]
+    return "; ".join(parts) or str(exc)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Run the detector over every frame of a video and write MOTChallenge det.txt rows."""
+    from detector_client import DetectorError
+    from service.errors import SourceError
+    from service.video import iter_frames
+
+    det = _detector_from_args(args)
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    n_frames = n_rows = 0
+    t0 = time.perf_counter()
+    batch: list = []  # type: ignore[type-arg]
+
+    def flush(out) -> None:  # type: ignore[no-untyped-def]
+        nonlocal n_rows
+        for f, d in zip(batch, det.detect_sync(batch), strict=True):
+            for x1, y1, x2, y2, s, _c in d.tolist():
+                out.write(f"{f.index},-1,{x1:.4f},{y1:.4f},{x2 - x1:.4f},{y2 - y1:.4f},{s:.4f},-1,-1,-1\n")
+                n_rows += 1
+        batch.clear()
+
+    try:
+        with out_path.open("w") as out:
+            for fr in iter_frames(args.video, args.max_frames):
+                batch.append(det.spec.prepare(fr.image, stream="video", index=fr.index))
+                n_frames += 1
+                if len(batch) >= det.max_batch:
+                    flush(out)
+            if batch:
+                flush(out)
+    except (SourceError, DetectorError) as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        det.close()
+    dt = time.perf_counter() - t0
+    print(
+        f"{n_frames} frames, {n_rows} detections -> {out_path} ({dt:.1f} s, {n_frames / max(dt, 1e-9):.1f} fps)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_serve_model(args: argparse.Namespace) -> int:
+    """Serve a YOLOX ONNX model on the SageMaker container contract (GET /ping, POST /invocations)."""
+    import logging
+
+    from deploy.sagemaker import serve
+    from detector_client import DetectorError
+    from detector_client.onnx_backend import OnnxYolox
+    from detector_client.yolox import PostProcess
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pp = PostProcess(args.score_thresh, args.nms_thresh, tuple(args.classes) if args.classes else None)
+    providers = [p.strip() for p in args.providers.split(",")] if args.providers else None
+    try:
+        model = OnnxYolox(args.model, preprocess=args.preprocess, providers=providers, postprocess=pp)
+    except (DetectorError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    serve.run(model, args.host, serve.port_from_env(args.port))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trackcast", description="Live multi-object tracking (YOLOX + ByteTrack)."
@@ -179,6 +314,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_tracker_args(p)
     p.set_defaults(func=cmd_track_dets)
+
+    p = sub.add_parser(
+        "detect", help="detect objects in a video, write MOTChallenge det.txt", description=cmd_detect.__doc__
+    )
+    p.add_argument("video", help="video file (anything FFmpeg reads)")
+    p.add_argument("--out", required=True, help="output det.txt: frame,-1,x,y,w,h,score,-1,-1,-1")
+    p.add_argument("--max-frames", type=int, default=None)
+    _add_detector_args(p)
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser(
+        "serve-model",
+        help="serve a model on the SageMaker container contract",
+        description=cmd_serve_model.__doc__,
+    )
+    p.add_argument("--model", required=True, help="YOLOX ONNX model")
+    p.add_argument("--port", type=int, default=None, help="default: SAGEMAKER_BIND_TO_PORT or 8080")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
+    p.add_argument("--classes", type=int, nargs="*", default=None)
+    p.add_argument("--score-thresh", type=float, default=0.1)
+    p.add_argument("--nms-thresh", type=float, default=0.45)
+    p.add_argument("--providers", default=None)
+    p.set_defaults(func=cmd_serve_model)
 
     p = sub.add_parser(
         "eval",

@@ -1,0 +1,1 @@
+"""SageMaker: serving handler, local container server, packaging and deployment."""

@@ -1,0 +1,142 @@
+"""SageMaker serving handler for YOLOX on ONNX Runtime (``code/inference.py`` of model.tar.gz).
+
+The inference toolkits of SageMaker's PyTorch/ONNX containers call ``model_fn``, ``input_fn``,
+``predict_fn`` and ``output_fn``; ``trackcast serve-model`` calls the same functions through
+``handle``. Requests: the trackcast batch wire format (``detector_client.wire``) or a single image
+(``application/x-image``, ``image/jpeg``, ``image/png``). Pre/post-processing is
+``detector_client``'s, the same code the client runs locally.
+
+Model directory: one ``*.onnx`` file (``model.onnx`` preferred) and optionally
+``trackcast-model.json`` with ``{"preprocess": "yolox"|"bytetrack", "classes": [0],
+"score_thresh": 0.1, "nms_thresh": 0.45, "providers": ["cuda", "cpu"]}``; the environment
+variables ``TRACKCAST_PREPROCESS``, ``TRACKCAST_CLASSES`` (comma-separated), ``TRACKCAST_PROVIDERS``
+override it. Bad requests are 4xx with a message saying what is wrong, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector_client import wire
+from detector_client.errors import DetectorInputError, ModelLoadError
+from detector_client.onnx_backend import OnnxYolox
+from detector_client.yolox import PostProcess
+
+log = logging.getLogger(__name__)
+MODEL_CONFIG = "trackcast-model.json"
+F64 = npt.NDArray[np.float64]
+
+
+class RequestError(Exception):
+    """A client error with its HTTP status (400 bad payload, 415 unsupported content type)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _client_error(status: int, message: str) -> Exception:
+    """The toolkit's own error type where it is installed (so it answers ``status``), else ours."""
+    try:
+        from sagemaker_inference.errors import GenericInferenceToolkitError
+
+        return GenericInferenceToolkitError(status, message)  # type: ignore[no-any-return]
+    except ImportError:
+        return RequestError(status, message)
+
+
+@dataclass
+class Request:
+    frames: list[Any]
+    postprocess: PostProcess | None
+    single: bool
+
+
+def model_fn(model_dir: str) -> OnnxYolox:
+    d = Path(model_dir)
+    models = sorted(d.glob("*.onnx"))
+    if not models:
+        raise ModelLoadError(str(d), "no *.onnx model in the model directory")
+    path = d / "model.onnx" if (d / "model.onnx").exists() else models[0]
+    cfg: dict[str, Any] = {}
+    if (d / MODEL_CONFIG).is_file():
+        try:
+            cfg = json.loads((d / MODEL_CONFIG).read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(str(d / MODEL_CONFIG), f"not valid JSON: {exc}") from exc
+    if os.environ.get("TRACKCAST_PREPROCESS"):
+        cfg["preprocess"] = os.environ["TRACKCAST_PREPROCESS"]
+    if os.environ.get("TRACKCAST_CLASSES"):
+        cfg["classes"] = [int(c) for c in os.environ["TRACKCAST_CLASSES"].split(",") if c.strip()]
+    if os.environ.get("TRACKCAST_PROVIDERS"):
+        cfg["providers"] = [p.strip() for p in os.environ["TRACKCAST_PROVIDERS"].split(",") if p.strip()]
+    classes = cfg.get("classes")
+    pp = PostProcess(
+        float(cfg.get("score_thresh", 0.1)),
+        float(cfg.get("nms_thresh", 0.45)),
+        None if classes is None else tuple(int(c) for c in classes),
+    )
+    return OnnxYolox(
+        path, preprocess=cfg.get("preprocess", "yolox"), providers=cfg.get("providers"), postprocess=pp
+    )
+
+
+def input_fn(body: bytes | bytearray, content_type: str) -> Request:
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    data = bytes(body)
+    try:
+        if ctype == wire.CONTENT_TYPE:
+            frames, pp = wire.decode_batch(data)
+            return Request(frames, pp, single=False)
+        if ctype in wire.IMAGE_TYPES:
+            return Request([wire.decode_image(data)], None, single=True)
+    except DetectorInputError as exc:
+        raise _client_error(400, str(exc)) from exc
+    raise _client_error(
+        415, f"unsupported content type {content_type!r}: use {wire.CONTENT_TYPE} or an image type"
+    )
+
+
+def predict_fn(req: Request, model: OnnxYolox) -> tuple[list[F64], bool]:
+    try:
+        frames = [model.spec.prepare(req.frames[0])] if req.single else req.frames
+        return model.detect(frames, req.postprocess), req.single
+    except DetectorInputError as exc:
+        raise _client_error(400, str(exc)) from exc
+
+
+def output_fn(prediction: tuple[list[F64], bool], accept: str) -> tuple[bytes, str]:
+    if accept and not any(a in accept for a in ("application/json", "*/*")):
+        raise _client_error(406, f"can only answer application/json, not {accept!r}")
+    dets, single = prediction
+    return wire.encode_result(dets, single=single), "application/json"
+
+
+def handle(
+    model: OnnxYolox, body: bytes, content_type: str, accept: str = "application/json"
+) -> tuple[int, bytes, str]:
+    """One invocation end to end: (HTTP status, body, content type). Used by serve-model."""
+    try:
+        out, ctype = output_fn(predict_fn(input_fn(body, content_type), model), accept)
+        return 200, out, ctype
+    except RequestError as exc:
+        return exc.status, json.dumps({"error": exc.message}).encode(), "application/json"
+    except Exception as exc:
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            return status, json.dumps({"error": str(exc)}).encode(), "application/json"
+        log.exception("invocation failed")
+        return (
+            500,
+            json.dumps({"error": f"internal error: {type(exc).__name__}"}).encode(),
+            "application/json",
+        )

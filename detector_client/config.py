@@ -1,0 +1,144 @@
+"""Detector configuration (the ``detector:`` section of the service config) and the factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from detector_client.base import Detector, InputSpec
+from detector_client.yolox import PostProcess
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    classes: list[int] | None = Field(
+        None, description="class ids to keep (COCO: 0 = person); null keeps all"
+    )
+    score_thresh: float = Field(0.1, ge=0, le=1, description="minimum objectness x class probability")
+    nms_thresh: float = Field(0.45, gt=0, le=1, description="class-aware NMS IoU threshold")
+    max_batch: int = Field(8, ge=1, le=256, description="frames per detector call")
+    clip: bool = Field(True, description="clip boxes to the frame (ByteTrack's pipeline does not)")
+
+    def postprocess(self) -> PostProcess:
+        classes = None if self.classes is None else tuple(self.classes)
+        return PostProcess(self.score_thresh, self.nms_thresh, classes, self.clip)
+
+
+class OnnxDetectorConfig(_Base):
+    kind: Literal["onnx"] = "onnx"
+    model: Path = Field(..., description="YOLOX model exported to ONNX")
+    preprocess: Literal["yolox", "bytetrack"] = Field(
+        "yolox",
+        description="yolox: BGR 0..255 (upstream exports); bytetrack: RGB /255 mean/std (ByteTrack exports)",
+    )
+    providers: list[str] | None = Field(
+        None, description="tensorrt, cuda, cpu (default: every one installed)"
+    )
+    batching: bool = Field(True, description="make a batch-1 model batchable at load time (verified)")
+    output: Literal["auto", "raw", "decoded"] = Field(
+        "auto", description="whether the head outputs need grid decoding"
+    )
+    io_binding: bool | None = Field(
+        None, description="ONNX Runtime IO binding (default: on for GPU providers)"
+    )
+    max_in_flight: int | None = Field(
+        None, ge=1, description="concurrent batches (default: 1 on CPU, 2 on GPU)"
+    )
+    intra_op_threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime CPU threads (default: all cores)"
+    )
+
+
+class SageMakerDetectorConfig(_Base):
+    kind: Literal["sagemaker"] = "sagemaker"
+    endpoint: str = Field(..., min_length=1, description="SageMaker endpoint name")
+    region: str | None = Field(None, description="AWS region (default: the AWS chain, e.g. AWS_REGION)")
+    variant: str | None = Field(None, description="TargetVariant, to pin a production variant")
+    endpoint_url: str | None = Field(
+        None, description="override the runtime URL (local endpoints, VPC endpoints)"
+    )
+    input_size: tuple[int, int] = Field((416, 416), description="the endpoint model's input height, width")
+    preprocess: Literal["yolox", "bytetrack"] = "yolox"
+    encoding: Literal["raw", "jpeg"] = Field(
+        "raw", description="frame encoding on the wire: raw (lossless) or jpeg"
+    )
+    jpeg_quality: int = Field(90, ge=10, le=100)
+    max_batch: int = Field(16, ge=1, le=256)
+    max_in_flight: int = Field(4, ge=1, le=64, description="concurrent InvokeEndpoint calls")
+    read_timeout_s: float = Field(65.0, gt=0, description="per call; the endpoint itself allows 60 s")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=10)
+    aws_access_key_id: SecretStr | None = Field(None, description="default: the AWS credential chain")
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    profile: str | None = None
+
+
+class MotionDetectorConfig(_Base):
+    kind: Literal["motion"] = "motion"
+    input_size: tuple[int, int] = Field((360, 640), description="processing height, width")
+    min_area: int = Field(120, ge=1, description="smallest blob (input pixels) reported")
+    history: int = Field(300, ge=1, description="MOG2 background history, frames")
+    var_threshold: float = Field(24.0, gt=0, description="MOG2 variance threshold")
+
+
+DetectorConfig = Annotated[
+    OnnxDetectorConfig | SageMakerDetectorConfig | MotionDetectorConfig, Field(discriminator="kind")
+]
+
+
+def _secret(s: SecretStr | None) -> str | None:
+    return None if s is None else s.get_secret_value()
+
+
+def create_detector(cfg: OnnxDetectorConfig | SageMakerDetectorConfig | MotionDetectorConfig) -> Detector:
+    """Build the configured backend (loads the model / creates the boto3 client)."""
+    if isinstance(cfg, OnnxDetectorConfig):
+        from detector_client.onnx_backend import OnnxDetector, OnnxYolox
+
+        core = OnnxYolox(
+            cfg.model,
+            preprocess=cfg.preprocess,
+            providers=cfg.providers,
+            postprocess=cfg.postprocess(),
+            batching=cfg.batching,
+            output=cfg.output,
+            io_binding=cfg.io_binding,
+            intra_op_threads=cfg.intra_op_threads,
+        )
+        return OnnxDetector(core, max_batch=cfg.max_batch, max_in_flight=cfg.max_in_flight)
+    if isinstance(cfg, SageMakerDetectorConfig):
+        from detector_client.onnx_backend import spec_for
+        from detector_client.sagemaker_backend import SageMakerDetector
+
+        return SageMakerDetector(
+            cfg.endpoint,
+            spec_for(cfg.input_size[0], cfg.input_size[1], cfg.preprocess),
+            cfg.postprocess(),
+            region=cfg.region,
+            variant=cfg.variant,
+            endpoint_url=cfg.endpoint_url,
+            encoding=cfg.encoding,
+            jpeg_quality=cfg.jpeg_quality,
+            max_batch=cfg.max_batch,
+            max_in_flight=cfg.max_in_flight,
+            read_timeout_s=cfg.read_timeout_s,
+            connect_timeout_s=cfg.connect_timeout_s,
+            max_retries=cfg.max_retries,
+            aws_access_key_id=_secret(cfg.aws_access_key_id),
+            aws_secret_access_key=_secret(cfg.aws_secret_access_key),
+            aws_session_token=_secret(cfg.aws_session_token),
+            profile=cfg.profile,
+        )
+    from detector_client.motion import MotionDetector
+
+    return MotionDetector(
+        InputSpec(cfg.input_size[0], cfg.input_size[1]),
+        min_area=cfg.min_area,
+        history=cfg.history,
+        var_threshold=cfg.var_threshold,
+        max_batch=cfg.max_batch,
+    )

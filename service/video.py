@@ -1,0 +1,82 @@
+"""Decoding video with PyAV: files, and (later) network streams. Audio and data tracks are ignored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.errors import SourceError, redact_url
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    index: int  # 1-based, in decode order
+    pts: float | None  # presentation time, seconds
+    image: npt.NDArray[np.uint8]  # BGR
+
+
+def open_video(url: str, options: dict[str, str] | None = None, timeout: float | None = None) -> Any:
+    """Open a container and check it has a video stream; ``SourceError`` with a redacted URL."""
+    import av
+
+    try:
+        container = av.open(url, options=options or {}, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise SourceError(url, "no such file") from exc
+    except av.error.InvalidDataError as exc:
+        raise SourceError(url, "not a video (FFmpeg cannot parse it)") from exc
+    except av.error.FFmpegError as exc:
+        raise SourceError(url, f"cannot open: {_ffmpeg_reason(exc, url)}") from exc
+    except OSError as exc:
+        raise SourceError(url, f"cannot open: {exc.strerror or type(exc).__name__}") from exc
+    if not container.streams.video:
+        container.close()
+        raise SourceError(url, "has no video stream")
+    return container
+
+
+def _ffmpeg_reason(exc: Exception, url: str) -> str:
+    text = str(exc).replace(url, redact_url(url))
+    return text[:300]
+
+
+def video_info(url: str) -> dict[str, Any]:
+    c = open_video(url)
+    try:
+        s = c.streams.video[0]
+        rate = float(s.average_rate) if s.average_rate else None
+        return {
+            "width": s.codec_context.width,
+            "height": s.codec_context.height,
+            "fps": rate,
+            "frames": s.frames or None,
+        }
+    finally:
+        c.close()
+
+
+def iter_frames(url: str, max_frames: int | None = None) -> Iterator[DecodedFrame]:
+    """Every video frame of a file, in order, as BGR arrays (decoded in FFmpeg's threads)."""
+    import av
+
+    container = open_video(url)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = float(stream.time_base) if stream.time_base else None
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                index += 1
+                pts = frame.pts * tb if (frame.pts is not None and tb) else None
+                yield DecodedFrame(index, pts, frame.to_ndarray(format="bgr24"))
+                if max_frames is not None and index >= max_frames:
+                    return
+        except av.error.FFmpegError as exc:
+            raise SourceError(url, f"decode failed after {index} frames: {_ffmpeg_reason(exc, url)}") from exc
+    finally:
+        container.close()
