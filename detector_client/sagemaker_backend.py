@@ -97,7 +97,7 @@ class SageMakerDetector(Detector):
         cfg = Config(
             read_timeout=read_timeout_s,
             connect_timeout=connect_timeout_s,
-            retries={"max_attempts": 1, "mode": "standard"},  # no botocore retries: ours below
+            retries={"total_max_attempts": 1, "mode": "standard"},  # no botocore retries: ours below
             max_pool_connections=max(10, 2 * max_in_flight),
         )
         try:

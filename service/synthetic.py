@@ -9,6 +9,7 @@ occluded players, false positives).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -96,3 +97,44 @@ def noisy_detections(
         )
         dets = np.concatenate([dets, fp])
     return dets
+
+
+def pitch(width: int, height: int, seed: int = 0) -> npt.NDArray[np.uint8]:
+    """A static background: mown grass stripes, touchlines and a little texture noise (BGR)."""
+    rng = np.random.default_rng(seed)
+    img: Any = np.empty((height, width, 3), dtype=np.uint8)
+    stripe = (np.arange(width) // max(1, width // 12)) % 2
+    img[:, :, 0] = 40 + 8 * stripe
+    img[:, :, 1] = 120 + 18 * stripe
+    img[:, :, 2] = 45 + 6 * stripe
+    noise = rng.integers(-6, 7, (height, width, 1))
+    img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    import cv2
+
+    cv2.rectangle(img, (20, 20), (width - 21, height - 21), (235, 235, 235), 3)
+    cv2.line(img, (width // 2, 20), (width // 2, height - 21), (235, 235, 235), 3)
+    cv2.circle(img, (width // 2, height // 2), min(width, height) // 7, (235, 235, 235), 3)
+    return img
+
+
+#: Shirt colours (BGR) of the two teams and a referee.
+KITS = [(40, 40, 200), (200, 90, 30), (20, 20, 20)]
+
+
+def render(
+    background: npt.NDArray[np.uint8], ids: npt.NDArray[np.int64], boxes: F64
+) -> npt.NDArray[np.uint8]:
+    """Draw players (shirt, shorts, head) over the background, far ones first (BGR)."""
+    import cv2
+
+    img: Any = background.copy()
+    for k in np.argsort(boxes[:, 3]):
+        x1, y1, x2, y2 = (round(v) for v in boxes[k])
+        h = y2 - y1
+        kit = KITS[int(ids[k]) % len(KITS)]
+        head = y1 + h // 6
+        cv2.ellipse(img, ((x1 + x2) // 2, y1 + h // 12), (max(2, (x2 - x1) // 4), max(2, h // 12)), 0, 0, 360,
+                    (120, 160, 210), -1)  # fmt: skip
+        cv2.rectangle(img, (x1, head), (x2, y1 + h * 3 // 5), kit, -1)
+        cv2.rectangle(img, (x1 + 2, y1 + h * 3 // 5), (x2 - 2, y2), (230, 230, 230), -1)
+    return img

@@ -35,3 +35,19 @@ def test_bench_says_when_detections_are_missing(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert res.returncode == 2 and "detections not found" in res.stderr
+
+
+@pytest.mark.shared
+def test_detector_bench_prints_table(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "det.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench_detector", "--repeats", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    fig = json.loads(out.read_text())
+    assert fig["batch_mode"] == "batched"
+    assert set(fig["infer_ms_per_frame"]) == {"1", "2", "4", "8"}
+    assert fig["wire"]["raw"]["bytes_per_frame"] > 416 * 416 * 3
+    assert fig["wire"]["jpeg"]["bytes_per_frame"] < fig["wire"]["raw"]["bytes_per_frame"]
+    assert "batch" in res.stdout and "wire encoding" in res.stdout
