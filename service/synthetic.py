@@ -114,7 +114,8 @@ def pitch(width: int, height: int, seed: int = 0) -> npt.NDArray[np.uint8]:
     cv2.rectangle(img, (20, 20), (width - 21, height - 21), (235, 235, 235), 3)
     cv2.line(img, (width // 2, 20), (width // 2, height - 21), (235, 235, 235), 3)
     cv2.circle(img, (width // 2, height // 2), min(width, height) // 7, (235, 235, 235), 3)
-    return img
+    out: npt.NDArray[np.uint8] = img
+    return out
 
 
 #: Shirt colours (BGR) of the two teams and a referee.
@@ -137,4 +138,5 @@ def render(
                     (120, 160, 210), -1)  # fmt: skip
         cv2.rectangle(img, (x1, head), (x2, y1 + h * 3 // 5), kit, -1)
         cv2.rectangle(img, (x1 + 2, y1 + h * 3 // 5), (x2 - 2, y2), (230, 230, 230), -1)
-    return img
+    out: npt.NDArray[np.uint8] = img
+    return out
