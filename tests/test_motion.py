@@ -53,3 +53,24 @@ def test_static_scene_has_no_detections_and_streams_are_independent() -> None:
         [moving] = det.detect_sync([det.spec.prepare(render(bg, ids, boxes), stream="busy", index=f)])
         moving_found += len(moving) > 0
     assert moving_found > 40
+
+
+def test_detect_cli_motion_backend(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import cv2
+
+    from tests.conftest import run_trackcast
+    from tracker.mot import read_mot
+
+    scene = Scene(width=640, height=360, players=4, seed=2)
+    bg = pitch(640, 360)
+    video = tmp_path / "scene.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 360))
+    for _ in range(50):
+        ids, boxes = scene.step()
+        writer.write(render(bg, ids, boxes))
+    writer.release()
+    out = tmp_path / "det.txt"
+    res = run_trackcast("detect", str(video), "--detector", "motion", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    det = read_mot(out)
+    assert len(det) > 100 and det[:, 0].min() > 5  # nothing during the background warm-up

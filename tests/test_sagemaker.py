@@ -246,3 +246,24 @@ def test_missing_region_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     with pytest.raises(EndpointRequestError, match="no AWS region"):
         create_detector(SageMakerDetectorConfig(endpoint="e"))
+
+
+def test_detect_cli_with_sagemaker_backend_equals_onnx_backend(server: RuntimeServer, models_dir: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_trackcast
+    from tracker.mot import read_mot
+
+    video = models_dir.parent / "video" / "futsal_broadcast_720x1280p30.mp4"
+    sm_out, onnx_out = tmp_path / "sm.txt", tmp_path / "onnx.txt"
+    res = run_trackcast(
+        "detect", str(video), "--max-frames", "12", "--classes", "0", "--detector", "sagemaker",
+        "--endpoint", "yolox", "--endpoint-url", server.url, "--region", "eu-west-1", "--out", str(sm_out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    res = run_trackcast(
+        "detect", str(video), "--max-frames", "12", "--classes", "0", "--model",
+        str(models_dir / "yolox_nano_416x416.onnx"), "--out", str(onnx_out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    a, b = read_mot(sm_out), read_mot(onnx_out)
+    assert a.shape == b.shape and len(a) > 50
+    np.testing.assert_allclose(a, b, atol=2e-3)
