@@ -85,16 +85,26 @@ class MotionDetectorConfig(_Base):
     var_threshold: float = Field(24.0, gt=0, description="MOG2 variance threshold")
 
 
-DetectorConfig = Annotated[
-    OnnxDetectorConfig | SageMakerDetectorConfig | MotionDetectorConfig, Field(discriminator="kind")
-]
+class FakeDetectorConfig(_Base):
+    """Fixed-latency fake for benchmarks and load tests; see ``detector_client/fake.py``."""
+
+    kind: Literal["fake"] = "fake"
+    latency_ms: float = Field(20.0, ge=0, description="sleep per batch")
+    per_frame_ms: float = Field(0.0, ge=0, description="extra sleep per frame of a batch")
+    boxes: int = Field(10, ge=0, le=1000, description="synthetic detections per frame")
+    input_size: tuple[int, int] = Field((416, 416))
+    max_in_flight: int = Field(2, ge=1, le=64)
+
+
+AnyDetectorConfig = OnnxDetectorConfig | SageMakerDetectorConfig | MotionDetectorConfig | FakeDetectorConfig
+DetectorConfig = Annotated[AnyDetectorConfig, Field(discriminator="kind")]
 
 
 def _secret(s: SecretStr | None) -> str | None:
     return None if s is None else s.get_secret_value()
 
 
-def create_detector(cfg: OnnxDetectorConfig | SageMakerDetectorConfig | MotionDetectorConfig) -> Detector:
+def create_detector(cfg: AnyDetectorConfig) -> Detector:
     """Build the configured backend (loads the model / creates the boto3 client)."""
     if isinstance(cfg, OnnxDetectorConfig):
         from detector_client.onnx_backend import OnnxDetector, OnnxYolox
@@ -133,6 +143,11 @@ def create_detector(cfg: OnnxDetectorConfig | SageMakerDetectorConfig | MotionDe
             aws_session_token=_secret(cfg.aws_session_token),
             profile=cfg.profile,
         )
+    if isinstance(cfg, FakeDetectorConfig):
+        from detector_client.fake import FakeDetector
+
+        return FakeDetector(cfg.latency_ms, cfg.per_frame_ms, cfg.boxes, InputSpec(*cfg.input_size), cfg.max_batch,
+                            cfg.max_in_flight)  # fmt: skip
     from detector_client.motion import MotionDetector
 
     return MotionDetector(

@@ -45,7 +45,7 @@ def _tracker_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             track_buffer=args.track_buffer,
             match_thresh=args.match_thresh,
             mot20=args.mot20,
-            frame_rate=args.frame_rate,
+            frame_rate=args.frame_rate or 30.0,
             per_class=args.per_class,
         )
     except TrackerConfigError as exc:
@@ -298,6 +298,44 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_track(args: argparse.Namespace) -> int:
+    """Detect and track every frame of a video, in order: MOT results, optional annotated video."""
+    from detector_client import DetectorError
+    from service.errors import SourceError
+    from service.offline import track_video
+
+    cfg = _tracker_config(args)
+    det = _detector_from_args(args)
+    try:
+        summary = track_video(
+            args.video, det, cfg, args.out, frame_rate=args.frame_rate, out_video=args.out_video,
+            summary_path=args.summary, max_frames=args.max_frames, progress=not args.no_progress,
+        )  # fmt: skip
+    except (SourceError, DetectorError) as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        det.close()
+    print(
+        f"{summary.frames} frames, {summary.track_ids} tracks, {summary.track_rows} rows -> {args.out} "
+        f"({summary.seconds:.1f} s, {summary.processing_fps:.1f} fps)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the streaming service from a config file (and TRACKCAST_* environment variables)."""
+    from service.config import load_settings
+    from service.errors import ConfigError
+    from service.runner import run_service
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    return run_service(settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trackcast", description="Live multi-object tracking (YOLOX + ByteTrack)."
@@ -314,6 +352,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_tracker_args(p)
     p.set_defaults(func=cmd_track_dets)
+
+    p = sub.add_parser("serve", help="run the streaming service", description=cmd_serve.__doc__)
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML config file (every key also settable as TRACKCAST_<SECTION>__<KEY>)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("track", help="track a recorded video offline", description=cmd_track.__doc__)
+    p.add_argument("video", help="video file")
+    p.add_argument("--out", required=True, help="MOT results: frame,id,x,y,w,h,score,-1,-1,-1")
+    p.add_argument("--out-video", default=None, help="annotated video (H.264 MP4): boxes, IDs, trails")
+    p.add_argument("--summary", default=None, help="JSON summary")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    _add_detector_args(p)
+    _add_tracker_args(p)
+    p.set_defaults(func=cmd_track, frame_rate=None)
 
     p = sub.add_parser(
         "detect", help="detect objects in a video, write MOTChallenge det.txt", description=cmd_detect.__doc__

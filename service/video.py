@@ -19,17 +19,31 @@ class DecodedFrame:
     image: npt.NDArray[np.uint8]  # BGR
 
 
-def open_video(url: str, options: dict[str, str] | None = None, timeout: float | None = None) -> Any:
+def open_video(
+    url: str, options: dict[str, str] | None = None, timeout: float | tuple[float, float] | None = None
+) -> Any:
     """Open a container and check it has a video stream; ``SourceError`` with a redacted URL."""
+    import time
+
     import av
+
+    open_timeout = timeout[0] if isinstance(timeout, tuple) else timeout
+    t0 = time.monotonic()
+
+    def timed_out() -> bool:
+        return open_timeout is not None and "://" in url and time.monotonic() - t0 >= 0.9 * open_timeout
 
     try:
         container = av.open(url, options=options or {}, timeout=timeout)
     except FileNotFoundError as exc:
         raise SourceError(url, "no such file") from exc
     except av.error.InvalidDataError as exc:
+        if timed_out():
+            raise SourceError(url, f"timed out: no answer in {open_timeout:g}s") from exc
         raise SourceError(url, "not a video (FFmpeg cannot parse it)") from exc
     except av.error.FFmpegError as exc:
+        if timed_out():
+            raise SourceError(url, f"timed out: no answer in {open_timeout:g}s") from exc
         raise SourceError(url, f"cannot open: {_ffmpeg_reason(exc, url)}") from exc
     except OSError as exc:
         raise SourceError(url, f"cannot open: {exc.strerror or type(exc).__name__}") from exc

@@ -248,7 +248,9 @@ def test_missing_region_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> Non
         create_detector(SageMakerDetectorConfig(endpoint="e"))
 
 
-def test_detect_cli_with_sagemaker_backend_equals_onnx_backend(server: RuntimeServer, models_dir: Path, tmp_path: Path) -> None:
+def test_detect_cli_with_sagemaker_backend_equals_onnx_backend(
+    server: RuntimeServer, models_dir: Path, tmp_path: Path
+) -> None:
     from tests.conftest import run_trackcast
     from tracker.mot import read_mot
 

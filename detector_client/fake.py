@@ -1,0 +1,57 @@
+"""A fixed-latency fake detector for benchmarks and load tests (``kind: fake``).
+
+It sleeps ``latency_ms`` per batch (plus ``per_frame_ms`` per frame) in its worker thread, like a
+remote endpoint or a GPU would, and returns ``boxes`` synthetic detections per frame that drift
+slowly, so the tracker and the publisher do realistic work. Never used in place of a real detector
+in integration tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from detector_client.base import Detector, InputSpec, PreparedFrame
+
+F64 = npt.NDArray[np.float64]
+
+
+class FakeDetector(Detector):
+    name = "fake"
+
+    def __init__(
+        self,
+        latency_ms: float = 20.0,
+        per_frame_ms: float = 0.0,
+        boxes: int = 10,
+        spec: InputSpec | None = None,
+        max_batch: int = 8,
+        max_in_flight: int = 2,
+    ) -> None:
+        super().__init__(spec or InputSpec(416, 416), max_batch, max_in_flight)
+        self.latency_s = latency_ms / 1000
+        self.per_frame_s = per_frame_ms / 1000
+        self.boxes = boxes
+
+    def _frame(self, f: PreparedFrame) -> F64:
+        n = self.boxes
+        if n == 0:
+            return np.empty((0, 6))
+        k = np.arange(n)
+        w, h = f.src_width, f.src_height
+        cx = (w * (k + 0.5) / n + 2.0 * f.index) % w
+        cy = h * (0.3 + 0.4 * ((k * 37) % n) / max(n, 1))
+        bw, bh = max(8.0, w / (3 * n)), max(16.0, h / 6)
+        out = np.empty((n, 6))
+        out[:, 0], out[:, 1] = np.clip(cx - bw / 2, 0, w - 2), np.clip(cy - bh / 2, 0, h - 2)
+        out[:, 2], out[:, 3] = np.minimum(out[:, 0] + bw, w), np.minimum(out[:, 1] + bh, h)
+        out[:, 4] = 0.9
+        out[:, 5] = 0
+        return out
+
+    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[F64]:
+        time.sleep(self.latency_s + self.per_frame_s * len(frames))
+        return [self._frame(f) for f in frames]

@@ -1,0 +1,176 @@
+"""The service: streams, detector, batcher, MQTT publisher and HTTP API on one event loop.
+
+``Service.start()`` loads the detector (in a thread), connects MQTT (in the background: a broker
+that is down does not stop tracking, messages wait in the outbox), opens the HTTP API and starts
+every configured stream. ``Service.stop()`` stops intake, lets in-flight frames finish, ends open
+tracks, publishes offline statuses, flushes MQTT and closes everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from detector_client import create_detector
+from detector_client.base import Detector
+from detector_client.errors import DetectorError
+from service.config import Settings, StreamConfig
+from service.errors import ConfigError, ServiceError
+from service.metrics import Metrics
+from service.mqtt import Publisher
+from service.pipeline import Batcher, StreamState
+from service.sources import VideoSource
+
+log = logging.getLogger(__name__)
+
+
+class StreamExists(ServiceError):
+    pass
+
+
+class UnknownStream(ServiceError):
+    pass
+
+
+class Service:
+    def __init__(
+        self, settings: Settings, registry: CollectorRegistry | None = None, detector: Detector | None = None
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics(registry)
+        self.publisher = Publisher(settings.mqtt, settings.instance, self.metrics)
+        self.streams: dict[str, StreamState] = {}
+        self.sources: dict[str, VideoSource] = {}
+        self.whip: dict[str, Any] = {}
+        self.detector: Detector | None = detector
+        self.batcher: Batcher | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.ready = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self.http_runner: Any = None
+        self.http_port: int | None = None
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, http: bool = True) -> None:
+        if self.detector is None:
+            try:
+                self.detector = await asyncio.to_thread(create_detector, self.settings.detector)
+            except (DetectorError, ValueError) as exc:
+                raise ConfigError(f"detector: {exc}") from exc
+        det = self.detector
+        max_batch = self.settings.batcher.max_batch or det.max_batch
+        self.batcher = Batcher(
+            det, self.streams, self.metrics, max_batch, self.settings.batcher.max_wait_ms / 1000
+        )
+        self._tasks.append(asyncio.create_task(self.publisher.run(lambda: sorted(self.streams)), name="mqtt"))
+        self._tasks.append(asyncio.create_task(self.batcher.run(), name="batcher"))
+        if http:
+            from service.http import start_http
+            from service.webrtc import configure_ice
+
+            configure_ice(self.settings.webrtc.host_addresses)
+            self.http_runner, self.http_port = await start_http(self)
+        for cfg in self.settings.streams:
+            await self.add_stream(cfg)
+        self.ready.set()
+        log.info("service %s ready: %d streams, detector %s (batch %d)", self.settings.instance, len(self.streams),
+                 det.name, max_batch)  # fmt: skip
+
+    async def add_stream(self, cfg: StreamConfig) -> StreamState:
+        if cfg.id in self.streams:
+            raise StreamExists(f"stream {cfg.id!r} already exists")
+        if cfg.id == "service":
+            raise ConfigError("stream id 'service' is reserved (service status topic)")
+        assert self.batcher is not None and self.detector is not None
+        state = StreamState(cfg, self.settings.tracker, self.metrics, self.publisher, self.batcher.wake,
+                            self.settings.batcher.result_timeout_s)  # fmt: skip
+        self.streams[cfg.id] = state
+        if not cfg.is_whip:
+            src = VideoSource(
+                cfg, self.detector.spec, asyncio.get_running_loop(), state.offer, state.put, state.set_status,
+                state.set_info, lambda: self.metrics.reconnects.labels(cfg.id).inc(), lambda: bool(state.listeners),
+            )  # fmt: skip
+            self.sources[cfg.id] = src
+            src.start()
+        else:
+            state.set_status("offline", "waiting for a WHIP publisher")
+        log.info("stream %s added (%s, %s)", cfg.id, cfg.safe_url(), cfg.effective_mode)
+        return state
+
+    async def remove_stream(self, stream_id: str, reason: str = "stream removed") -> None:
+        state = self.streams.get(stream_id)
+        if state is None:
+            raise UnknownStream(f"no stream {stream_id!r}")
+        state.accepting = False
+        src = self.sources.pop(stream_id, None)
+        if src is not None:
+            src.stop()
+        sess = self.whip.pop(stream_id, None)
+        if sess is not None:
+            await sess.close(reason)
+        state.end_all_tracks(reason)
+        del self.streams[stream_id]
+        self.publisher.clear_status(stream_id)
+        self.metrics.remove_stream(stream_id)
+        forget = getattr(self.detector, "forget", None)
+        if forget is not None:
+            forget(stream_id)
+        log.info("stream %s removed", stream_id)
+
+    async def stop(self, reason: str = "shutdown", timeout: float = 10.0) -> None:
+        """Stop intake, finish in-flight frames, publish offline statuses, flush MQTT."""
+        if self.stopped.is_set():
+            return
+        log.info("stopping (%s)", reason)
+        for src in self.sources.values():
+            src.stop()
+        for s in self.streams.values():
+            s.accepting = False  # no new frames; the ones already decoded are finished below
+        for sess in list(self.whip.values()):
+            await sess.close(reason)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not all(s.drained() for s in self.streams.values()):
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("shutdown: frames still queued after %.0fs; dropping them", timeout)
+                break
+            await asyncio.sleep(0.02)
+        if self.batcher is not None:
+            await self.batcher.drain(timeout)
+        for s in self.streams.values():
+            s.end_all_tracks(reason)
+            s.set_status("offline", reason)
+        self.publisher.stop(reason)
+        mqtt_task = self._tasks[0] if self._tasks else None
+        if mqtt_task is not None:
+            done, _ = await asyncio.wait([mqtt_task], timeout=timeout)
+            if not done:
+                log.warning("MQTT: %d messages not delivered at shutdown", self.publisher.depth)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
+        if self.detector is not None:
+            self.detector.close()
+        self.stopped.set()
+
+    # ------------------------------------------------------------------ views
+    def stream_view(self, s: StreamState) -> dict[str, Any]:
+        return {
+            "id": s.id,
+            "url": s.cfg.safe_url(),
+            "mode": s.cfg.effective_mode,
+            "state": s.state,
+            "reason": s.reason,
+            "source_fps": s.info.get("fps"),
+            "size": [s.info["width"], s.info["height"]] if "width" in s.info else None,
+            "fps": round(s.fps(), 2),
+            "frames_processed": s.n_processed,
+            "active_tracks": 0 if s.last_tracks is None else len(s.last_tracks),
+            "latency": s.latency_quantiles(),
+        }

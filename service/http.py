@@ -1,0 +1,175 @@
+"""HTTP API (aiohttp): metrics, health, streams, WHIP. Optional bearer token for all but health."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.config import StreamConfig, parse_stream
+from service.errors import ConfigError
+
+if TYPE_CHECKING:
+    from service.app import Service
+
+log = logging.getLogger(__name__)
+SERVICE_KEY: web.AppKey[Any] = web.AppKey("service", object)
+OPEN_PATHS = ("/healthz", "/readyz")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    svc: Service = request.app[SERVICE_KEY]
+    token = svc.settings.http.token
+    if token is None or request.path in OPEN_PATHS:
+        resp: web.StreamResponse = await handler(request)
+        return resp
+    got = request.headers.get("Authorization", "")
+    want = f"Bearer {token.get_secret_value()}"
+    if not hmac.compare_digest(got.encode(), want.encode()):
+        return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+    resp = await handler(request)
+    return resp
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    svc: Service = request.app[SERVICE_KEY]
+    body = {
+        "ready": svc.ready.is_set(),
+        "mqtt_connected": svc.publisher.connected.is_set(),
+        "streams": len(svc.streams),
+    }
+    return web.json_response(body, status=200 if svc.ready.is_set() else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    svc: Service = request.app[SERVICE_KEY]
+    return web.Response(
+        body=generate_latest(svc.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    svc: Service = request.app[SERVICE_KEY]
+    return web.json_response([svc.stream_view(s) for s in svc.streams.values()])
+
+
+async def get_stream(request: web.Request) -> web.Response:
+    svc: Service = request.app[SERVICE_KEY]
+    s = svc.streams.get(request.match_info["id"])
+    if s is None:
+        return _error(404, f"no stream {request.match_info['id']!r}")
+    return web.json_response(svc.stream_view(s))
+
+
+async def add_stream(request: web.Request) -> web.Response:
+    from service.app import StreamExists
+
+    svc: Service = request.app[SERVICE_KEY]
+    try:
+        raw = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, 'body must be a JSON object like {"id": "cam1", "url": "rtsp://..."}')
+    try:
+        cfg = parse_stream(raw)
+        state = await svc.add_stream(cfg)
+    except ConfigError as exc:
+        return _error(400, str(exc))
+    except StreamExists as exc:
+        return _error(409, str(exc))
+    return web.json_response(svc.stream_view(state), status=201, headers={"Location": f"/streams/{cfg.id}"})
+
+
+async def delete_stream(request: web.Request) -> web.Response:
+    from service.app import UnknownStream
+
+    svc: Service = request.app[SERVICE_KEY]
+    try:
+        await svc.remove_stream(request.match_info["id"])
+    except UnknownStream as exc:
+        return _error(404, str(exc))
+    return web.Response(status=204)
+
+
+async def whip_post(request: web.Request) -> web.Response:
+    from service.webrtc import WhipSession
+
+    svc: Service = request.app[SERVICE_KEY]
+    sid = request.match_info["id"]
+    if request.content_type != "application/sdp":
+        return _error(415, "WHIP offers must be application/sdp")
+    offer = await request.text()
+    if "m=video" not in offer:
+        return _error(400, "the SDP offer has no video")
+    state = svc.streams.get(sid)
+    if state is None:
+        try:
+            state = await svc.add_stream(StreamConfig(id=sid, url="whip", mode="live"))
+        except (ConfigError, ValueError) as exc:
+            return _error(400, str(exc))
+    elif not state.cfg.is_whip:
+        return _error(409, f"stream {sid!r} is not a WHIP stream (its url is {state.cfg.safe_url()})")
+    old = svc.whip.pop(sid, None)
+    if old is not None:
+        await old.close("replaced by a new WHIP session")
+    assert svc.detector is not None
+    sess = WhipSession(state, svc.detector.spec, svc.settings.webrtc.ice_servers)
+    try:
+        answer = await sess.answer(offer)
+    except Exception as exc:
+        await sess.close("bad offer")
+        return _error(400, f"cannot negotiate the SDP offer: {exc}")
+    svc.whip[sid] = sess
+    return web.Response(
+        status=201, text=answer, content_type="application/sdp", headers={"Location": f"/whip/{sid}"}
+    )
+
+
+async def whip_delete(request: web.Request) -> web.Response:
+    svc: Service = request.app[SERVICE_KEY]
+    sess = svc.whip.pop(request.match_info["id"], None)
+    if sess is None:
+        return _error(404, f"no WHIP session for {request.match_info['id']!r}")
+    await sess.close("publisher ended the session")
+    return web.Response(status=200)
+
+
+def make_app(svc: Service) -> web.Application:
+    app = web.Application(middlewares=[auth])
+    app[SERVICE_KEY] = svc
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/streams", list_streams)
+    app.router.add_post("/streams", add_stream)
+    app.router.add_get("/streams/{id}", get_stream)
+    app.router.add_delete("/streams/{id}", delete_stream)
+    app.router.add_post("/whip/{id}", whip_post)
+    app.router.add_delete("/whip/{id}", whip_delete)
+    return app
+
+
+async def start_http(svc: Service) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(make_app(svc), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, svc.settings.http.host, svc.settings.http.port)
+    await site.start()
+    port = svc.settings.http.port
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    log.info("HTTP API on http://%s:%d", svc.settings.http.host, port)
+    return runner, int(port)

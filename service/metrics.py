@@ -1,0 +1,123 @@
+"""Prometheus metrics of the service. The registry is passed in; a removed stream's series go with it.
+
+Latency histograms share one bucket layout (milliseconds-scale, in seconds). Per-stage histograms
+are labelled by stream so a slow camera or a slow stage is visible at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.035,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+STAGES = ("decode", "queue", "detect", "track", "publish")
+DROP_CAUSES = ("superseded", "sampling", "late", "detector_error", "shutdown")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.frames_received = Counter(
+            "trackcast_frames_received", "Frames decoded from the source", ["stream"], registry=r
+        )
+        self.frames_processed = Counter(
+            "trackcast_frames_processed", "Frames detected and tracked, in order", ["stream"], registry=r
+        )
+        self.frames_dropped = Counter(
+            "trackcast_frames_dropped",
+            "Frames not tracked, by cause: superseded (a newer live frame replaced it), sampling (detect_fps), "
+            "late (detection arrived after later frames were tracked), detector_error, shutdown",
+            ["stream", "cause"],
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "trackcast_stream_reconnects", "Source reconnect attempts", ["stream"], registry=r
+        )
+        self.stream_up = Gauge(
+            "trackcast_stream_up", "1 while the source delivers frames", ["stream"], registry=r
+        )
+        self.active_tracks = Gauge(
+            "trackcast_active_tracks", "Confirmed tracks in the last frame", ["stream"], registry=r
+        )
+        self.stage_seconds = Histogram(
+            "trackcast_stage_seconds",
+            "Time per frame in each stage: decode, queue (waiting for a batch), detect, track, publish",
+            ["stream", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.e2e_seconds = Histogram(
+            "trackcast_end_to_end_seconds",
+            "Capture (decode) to MQTT publish of a frame's tracks",
+            ["stream"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "trackcast_detector_batch_size",
+            "Frames per detector call",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+            registry=r,
+        )
+        self.detector_errors = Counter(
+            "trackcast_detector_errors", "Detector failures by error type", ["type"], registry=r
+        )
+        self.detector_inflight = Gauge(
+            "trackcast_detector_inflight", "Detector batches in flight", registry=r
+        )
+        self.outbox_depth = Gauge(
+            "trackcast_mqtt_outbox_depth", "Messages waiting for the broker", ["kind"], registry=r
+        )
+        self.mqtt_dropped = Counter(
+            "trackcast_mqtt_dropped", "Messages dropped because the outbox was full", ["kind"], registry=r
+        )
+        self.mqtt_published = Counter("trackcast_mqtt_published", "Messages published", ["kind"], registry=r)
+        self.mqtt_connected = Gauge("trackcast_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.track_events = Counter("trackcast_track_events", "Track events", ["stream", "event"], registry=r)
+
+    def add_stream(self, stream: str) -> None:
+        """Create a stream's series at zero so they show up before the first frame."""
+        self.frames_received.labels(stream)
+        self.frames_processed.labels(stream)
+        for cause in DROP_CAUSES:
+            self.frames_dropped.labels(stream, cause)
+        self.reconnects.labels(stream)
+        self.stream_up.labels(stream).set(0)
+        self.active_tracks.labels(stream).set(0)
+        for ev in ("track_started", "track_ended"):
+            self.track_events.labels(stream, ev)
+
+    def remove_stream(self, stream: str) -> None:
+        """Forget every series of a removed stream."""
+        for m in (self.frames_received, self.frames_processed, self.reconnects, self.stream_up, self.active_tracks,
+                  self.e2e_seconds):  # fmt: skip
+            with contextlib.suppress(KeyError):
+                m.remove(stream)
+        for cause in DROP_CAUSES:
+            with contextlib.suppress(KeyError):
+                self.frames_dropped.remove(stream, cause)
+        for stage in STAGES:
+            with contextlib.suppress(KeyError):
+                self.stage_seconds.remove(stream, stage)
+        for ev in ("track_started", "track_ended"):
+            with contextlib.suppress(KeyError):
+                self.track_events.remove(stream, ev)

@@ -1,0 +1,270 @@
+"""MQTT publisher (aiomqtt) with a bounded outbox that survives broker outages.
+
+Two queues: events and statuses (bounded; the oldest is dropped, and counted, only when the whole
+bound is used) and per-frame tracks (small bound; the oldest frame's message is dropped first, and
+counted). Events and statuses always go out before tracks. A message leaves the outbox only once
+the broker acknowledged it (QoS 1/2) or it was written (QoS 0), so after a reconnect everything
+still queued is delivered: at-least-once for events within the bound (a message in flight when the
+connection broke may arrive twice). Reconnects back off exponentially with jitter, 1 s to
+``reconnect_max_s``. The service status topic is also the client's last will.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from service.config import MqttConfig
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+PUBLISH_TIMEOUT_S = 10.0
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    kind: str  # tracks | events | status
+    on_sent: Any = None  # callable(time.time()) after the broker took it
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+class Backoff:
+    """Capped, jittered exponential backoff: ``next()`` gives the next delay; ``reset()`` after success."""
+
+    def __init__(self, minimum: float = 1.0, maximum: float = 30.0, rng: random.Random | None = None) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next(self) -> float:
+        base = min(self.maximum, self.minimum * 2**self.attempt)
+        self.attempt += 1
+        delay: float = base / 2 + self._rng.uniform(0, base / 2)  # "equal jitter": never below half the step
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Publisher:
+    def __init__(self, cfg: MqttConfig, instance: str, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.instance = instance
+        self.metrics = metrics
+        self.prefix = cfg.topic_prefix
+        self._events: deque[Message] = deque()
+        self._tracks: deque[Message] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.connected = asyncio.Event()
+        self._stopping = False
+        self._backoff = Backoff(1.0, cfg.reconnect_max_s)
+        self.dropped = {"tracks": 0, "events": 0}
+        u = urlsplit(cfg.url)
+        self.host = u.hostname or "127.0.0.1"
+        self.tls = u.scheme == "mqtts"
+        self.port = u.port or (8883 if self.tls else 1883)
+        self.service_topic = f"{self.prefix}/service/{instance}/status"
+
+    # ------------------------------------------------------------------ topics and payloads
+    def topic(self, stream: str, kind: str) -> str:
+        return f"{self.prefix}/{stream}/{kind}"
+
+    def service_status(self, state: str, reason: str | None, streams: list[str] | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "instance": self.instance,
+            "state": state,
+            "reason": reason,
+            "ts": time.time(),
+        }
+        if streams is not None:
+            body["streams"] = streams
+        return dumps(body)
+
+    # ------------------------------------------------------------------ enqueue (never blocks)
+    def publish_tracks(self, stream: str, payload: bytes, on_sent: Any = None) -> None:
+        if len(self._tracks) >= self.cfg.outbox_tracks:
+            self._tracks.popleft()
+            self.dropped["tracks"] += 1
+            self.metrics.mqtt_dropped.labels("tracks").inc()
+        self._tracks.append(
+            Message(self.topic(stream, "tracks"), payload, self.cfg.qos_tracks, False, "tracks", on_sent)
+        )
+        self._kick()
+
+    def publish_event(self, stream: str, payload: bytes) -> None:
+        self._push_event(Message(self.topic(stream, "events"), payload, self.cfg.qos_events, False, "events"))
+
+    def publish_status(self, stream: str, payload: bytes) -> None:
+        self._push_event(Message(self.topic(stream, "status"), payload, self.cfg.qos_status, True, "status"))
+
+    def clear_status(self, stream: str) -> None:
+        """Remove a removed stream's retained status (an empty retained message deletes it)."""
+        self._push_event(Message(self.topic(stream, "status"), b"", self.cfg.qos_status, True, "status"))
+
+    def _push_event(self, msg: Message) -> None:
+        if len(self._events) >= self.cfg.outbox_events:
+            self._events.popleft()
+            self.dropped["events"] += 1
+            self.metrics.mqtt_dropped.labels("events").inc()
+        self._events.append(msg)
+        self._kick()
+
+    def _kick(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+        self._gauge()
+
+    def _gauge(self) -> None:
+        self.metrics.outbox_depth.labels("events").set(len(self._events))
+        self.metrics.outbox_depth.labels("tracks").set(len(self._tracks))
+
+    @property
+    def depth(self) -> int:
+        return len(self._events) + len(self._tracks)
+
+    # ------------------------------------------------------------------ the connection loop
+    def _tls_params(self) -> Any:
+        import aiomqtt
+
+        if not self.tls:
+            return None
+        return aiomqtt.TLSParameters(
+            ca_certs=str(self.cfg.ca_file) if self.cfg.ca_file else None,
+            cert_reqs=ssl.CERT_NONE if self.cfg.tls_insecure else ssl.CERT_REQUIRED,
+        )
+
+    def _client(self) -> Any:
+        import aiomqtt
+
+        will = aiomqtt.Will(
+            self.service_topic,
+            self.service_status("offline", "connection lost"),
+            qos=self.cfg.qos_status,
+            retain=True,
+        )
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=self.cfg.username,
+            password=self.cfg.password.get_secret_value() if self.cfg.password else None,
+            identifier=self.cfg.client_id or f"trackcast-{self.instance}",
+            keepalive=self.cfg.keepalive_s,
+            will=will,
+            tls_params=self._tls_params(),
+            tls_insecure=self.cfg.tls_insecure if self.tls else None,
+            timeout=10,
+        )
+
+    async def run(self, streams: Any = None) -> None:
+        """Connect, drain the outbox, reconnect on failure; returns when ``stop`` is called and drained."""
+        import aiomqtt
+
+        while True:
+            try:
+                async with self._client() as client:
+                    self._backoff.reset()
+                    self.connected.set()
+                    self.metrics.mqtt_connected.set(1)
+                    log.info("MQTT connected to %s:%d", self.host, self.port)
+                    online = self.service_status("online", None, streams() if streams else None)
+                    await asyncio.wait_for(
+                        client.publish(self.service_topic, online, qos=self.cfg.qos_status, retain=True),
+                        PUBLISH_TIMEOUT_S,
+                    )
+                    await self._drain(client)
+                    if self._stopping:
+                        return
+            except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+                self.connected.clear()
+                self.metrics.mqtt_connected.set(0)
+                if self._stopping:
+                    log.warning(
+                        "MQTT: giving up on %d queued messages at shutdown (%s)",
+                        self.depth,
+                        type(exc).__name__,
+                    )
+                    return
+                delay = self._backoff.next()
+                log.warning("MQTT %s:%d unavailable (%s); retrying in %.1fs, %d queued", self.host, self.port,
+                            _reason(exc), delay, self.depth)  # fmt: skip
+                try:
+                    await asyncio.wait_for(self._stop_requested(), delay)
+                    return
+                except TimeoutError:
+                    pass
+            finally:
+                self.connected.clear()
+                self.metrics.mqtt_connected.set(0)
+
+    async def _stop_requested(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(0.05)
+
+    async def _drain(self, client: Any) -> None:
+        while True:
+            if not self._events and not self._tracks:
+                self._idle.set()
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            queue = self._events if self._events else self._tracks
+            msg = queue[0]
+            await asyncio.wait_for(
+                client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain), PUBLISH_TIMEOUT_S
+            )
+            if queue and queue[0] is msg:
+                queue.popleft()
+            self.metrics.mqtt_published.labels(msg.kind).inc()
+            if msg.on_sent is not None:
+                msg.on_sent(time.time())
+            self._gauge()
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (True) or ``timeout`` passes (False)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def stop(self, reason: str = "shutdown") -> None:
+        """Queue the service's offline status and let ``run`` finish once the outbox is drained."""
+        self._push_event(
+            Message(
+                self.service_topic,
+                self.service_status("offline", reason),
+                self.cfg.qos_status,
+                True,
+                "status",
+            )
+        )
+        self._stopping = True
+        self._wake.set()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:200]

@@ -1,0 +1,451 @@
+"""Per-stream state, the cross-stream batcher, ordered tracking, track events and payloads.
+
+Flow: a source hands frames to its ``StreamState`` (live: one slot, the freshest frame wins and
+the replaced one is counted as ``superseded``; replay: a short FIFO the source waits on). The one
+``Batcher`` takes a free detector slot, then collects ready frames round-robin across streams until
+``max_batch`` or ``max_wait_ms`` after the first one (it never waits for any particular stream),
+and runs the detector (bounded in flight). Results go back to their stream, which applies them to
+its tracker strictly in frame order: a result whose predecessors are still out waits; a frame
+whose detection failed or exceeded ``result_timeout_s`` becomes a gap (counted), and a result
+arriving after later frames were tracked is dropped (``late``). The tracker's frame counter is the
+stream's sample counter, so frames skipped by ``detect_fps`` are not gaps, dropped frames are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector_client.base import Detector
+from service.config import StreamConfig, TrackerSettings
+from service.metrics import Metrics
+from service.mqtt import SCHEMA_VERSION, Publisher, dumps
+from service.sources import FrameItem
+from tracker import ByteTracker, TrackerConfig, Tracks
+
+log = logging.getLogger(__name__)
+F64 = npt.NDArray[np.float64]
+
+REPLAY_QUEUE = 8
+WINDOW_S = 5.0
+
+
+def _box(b: Any) -> list[float]:
+    return [round(float(v), 2) for v in b]
+
+
+@dataclass(slots=True)
+class TrackInfo:
+    first_frame: int
+    first_ts: float
+    first_box: list[float]
+    last_frame: int
+    last_ts: float
+    last_box: list[float]
+    cls: int
+    score: float
+
+
+class StreamState:
+    """Everything the service holds for one stream on the event loop."""
+
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        tracker_cfg: TrackerSettings,
+        metrics: Metrics,
+        publisher: Publisher,
+        wake: asyncio.Event,
+        result_timeout_s: float,
+    ) -> None:
+        self.cfg = cfg
+        self.id = cfg.id
+        self.tracker_cfg = tracker_cfg
+        self.metrics = metrics
+        self.publisher = publisher
+        self._wake = wake
+        self.result_timeout_s = result_timeout_s
+        self.live = cfg.effective_mode == "live"
+        self.state = "connecting"
+        self.reason: str | None = None
+        self.info: dict[str, Any] = {}
+        self.slot: FrameItem | None = None
+        self.queue: deque[FrameItem] = deque()
+        self._space = asyncio.Event()
+        self._space.set()
+        self.pending: deque[int] = deque()  # samples sent to the detector, in order
+        self._submitted: dict[int, float] = {}  # sample -> perf_counter when taken
+        self._results: dict[int, tuple[FrameItem, F64 | None, str]] = {}
+        self.tracker: ByteTracker | None = None
+        self.last_sample = 0
+        self.tracks: dict[int, TrackInfo] = {}
+        self.processed_times: deque[float] = deque()
+        self.latencies: deque[tuple[float, float]] = deque(maxlen=2000)
+        self.n_processed = 0
+        self.last_tracks: Tracks | None = None
+        self.last_item: FrameItem | None = None
+        self.accepting = True
+        self._deferred_status: tuple[str, str | None] | None = None
+        self.listeners: list[Callable[[StreamState, FrameItem, Tracks], None]] = []
+        self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
+        metrics.add_stream(cfg.id)
+
+    # ------------------------------------------------------------------ status
+    def set_status(self, state: str, reason: str | None) -> None:
+        if state == "offline" and not self.drained():
+            # Frames of this stream are still queued or being detected: say offline once they are done.
+            self._deferred_status = (state, reason)
+            return
+        self._deferred_status = None
+        if (state, reason) == (self.state, self.reason):
+            return
+        self.state, self.reason = state, reason
+        self.metrics.stream_up.labels(self.id).set(1 if state == "online" else 0)
+        body = {"v": SCHEMA_VERSION, "stream": self.id, "state": state, "reason": reason, "ts": time.time(),
+                "url": self.cfg.safe_url()}  # fmt: skip
+        self.publisher.publish_status(self.id, dumps(body))
+        log.info("stream %s: %s%s", self.id, state, f" ({reason})" if reason else "")
+
+    def set_info(self, info: dict[str, Any]) -> None:
+        self.info.update(info)
+
+    # ------------------------------------------------------------------ intake (event loop)
+    def offer(self, item: FrameItem) -> None:
+        """A live frame (or a sampling marker). The freshest unprocessed frame wins."""
+        if not self.accepting:
+            return
+        self.metrics.frames_received.labels(self.id).inc()
+        if item.sample == 0:
+            self.metrics.frames_dropped.labels(self.id, "sampling").inc()
+            return
+        self.metrics.stage_seconds.labels(self.id, "decode").observe(item.decode_s)
+        if self.slot is not None:
+            self._drop(self.slot, "superseded")
+        item.t_ready = time.perf_counter()
+        self.slot = item
+        self._wake.set()
+
+    async def put(self, item: FrameItem) -> None:
+        """A replay frame: waits while the stream already has ``REPLAY_QUEUE`` frames queued."""
+        self.metrics.frames_received.labels(self.id).inc()
+        if item.sample == 0:
+            self.metrics.frames_dropped.labels(self.id, "sampling").inc()
+            return
+        while len(self.queue) >= REPLAY_QUEUE and self.accepting:
+            self._space.clear()
+            await self._space.wait()
+        if not self.accepting:
+            self._drop(item, "shutdown")
+            return
+        self.metrics.stage_seconds.labels(self.id, "decode").observe(item.decode_s)
+        item.t_ready = time.perf_counter()
+        self.queue.append(item)
+        self._wake.set()
+
+    def has_ready(self) -> bool:
+        return self.slot is not None or bool(self.queue)
+
+    def drained(self) -> bool:
+        """Nothing of this stream is queued or waiting for the detector."""
+        return self.slot is None and not self.queue and not self.pending
+
+    def take(self) -> FrameItem | None:
+        if self.slot is not None:
+            item, self.slot = self.slot, None
+        elif self.queue:
+            item = self.queue.popleft()
+            self._space.set()
+        else:
+            return None
+        now = time.perf_counter()
+        item.timings["queue"] = now - item.t_ready
+        self.pending.append(item.sample)
+        self._submitted[item.sample] = now
+        return item
+
+    def _drop(self, item: FrameItem, cause: str) -> None:
+        self.metrics.frames_dropped.labels(self.id, cause).inc()
+
+    # ------------------------------------------------------------------ results (event loop)
+    def on_result(self, item: FrameItem, dets: F64 | None, cause: str = "") -> None:
+        if item.sample not in self._submitted:
+            self._drop(item, "late")  # gave up on it already; never applied out of order
+            return
+        self._results[item.sample] = (item, dets, cause)
+        self._advance()
+
+    def expire(self, now: float) -> None:
+        """Give up on the oldest frames whose detection takes longer than ``result_timeout_s``."""
+        while self.pending and self.pending[0] not in self._results:
+            s = self.pending[0]
+            if now - self._submitted[s] <= self.result_timeout_s:
+                break
+            self.pending.popleft()
+            del self._submitted[s]
+            self.metrics.frames_dropped.labels(self.id, "late").inc()
+            log.warning(
+                "stream %s: detection of sample %d took over %.0fs; skipped",
+                self.id,
+                s,
+                self.result_timeout_s,
+            )
+        self._advance()
+
+    def _advance(self) -> None:
+        while self.pending and self.pending[0] in self._results:
+            s = self.pending.popleft()
+            del self._submitted[s]
+            item, dets, cause = self._results.pop(s)
+            if dets is None:
+                self._drop(item, cause or "detector_error")
+                continue
+            self._apply(item, dets)
+        if self._deferred_status is not None and self.drained():
+            self.set_status(*self._deferred_status)
+
+    def _frame_rate(self) -> float:
+        if self.cfg.detect_fps:
+            return self.cfg.detect_fps
+        fps = self.info.get("fps")
+        return float(fps) if fps and math.isfinite(fps) and fps > 0 else 30.0
+
+    def _apply(self, item: FrameItem, dets: F64) -> None:
+        if self.tracker is None:
+            t = self.tracker_cfg
+            self.tracker = ByteTracker(
+                TrackerConfig(
+                    t.track_thresh, t.track_buffer, t.match_thresh, t.mot20, self._frame_rate(), t.per_class
+                )
+            )
+        t0 = time.perf_counter()
+        tracks = self.tracker.update(dets, frame_index=item.sample)
+        t1 = time.perf_counter()
+        item.timings["track"] = t1 - t0
+        self.last_sample = item.sample
+        self.n_processed += 1
+        self.metrics.frames_processed.labels(self.id).inc()
+        self.metrics.active_tracks.labels(self.id).set(len(tracks))
+        self.metrics.stage_seconds.labels(self.id, "track").observe(item.timings["track"])
+        self._events(item, tracks)
+        self._publish(item, tracks)
+        now = time.monotonic()
+        self.processed_times.append(now)
+        while self.processed_times and now - self.processed_times[0] > WINDOW_S:
+            self.processed_times.popleft()
+        self.last_tracks, self.last_item = tracks, item
+        for listener in self.listeners:
+            listener(self, item, tracks)
+
+    # ------------------------------------------------------------------ events and payloads
+    def _emit(self, body: dict[str, Any]) -> None:
+        self.publisher.publish_event(self.id, dumps(body))
+        self.metrics.track_events.labels(self.id, body["event"]).inc()
+        for listener in self.event_listeners:
+            listener(body)
+
+    def _ended(self, tid: int, info: TrackInfo, reason: str) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION, "stream": self.id, "event": "track_ended", "id": tid, "class": info.cls,
+            "reason": reason, "first_frame": info.first_frame, "last_frame": info.last_frame,
+            "first_ts": round(info.first_ts, 3), "last_ts": round(info.last_ts, 3),
+            "duration_s": round(info.last_ts - info.first_ts, 3), "frames": info.last_frame - info.first_frame + 1,
+            "first_box": info.first_box, "last_box": info.last_box, "ts": round(time.time(), 3),
+        }  # fmt: skip
+
+    def _events(self, item: FrameItem, tracks: Tracks) -> None:
+        ts = item.capture_ts
+        for tid, box, score, cls in zip(tracks.ids.tolist(), tracks.xyxy.tolist(), tracks.scores.tolist(),
+                                        tracks.classes.tolist(), strict=True):  # fmt: skip
+            b = _box(box)
+            info = self.tracks.get(tid)
+            if info is None:
+                self.tracks[tid] = TrackInfo(item.index, ts, b, item.index, ts, b, cls, score)
+                self._emit({"v": SCHEMA_VERSION, "stream": self.id, "event": "track_started", "id": tid, "class": cls,
+                            "frame": item.index, "ts": round(ts, 3), "box": b, "score": round(score, 4)})  # fmt: skip
+            else:
+                info.last_frame, info.last_ts, info.last_box, info.cls, info.score = (
+                    item.index,
+                    ts,
+                    b,
+                    cls,
+                    score,
+                )
+        for tid in tracks.ended_ids.tolist():
+            info = self.tracks.pop(tid, None)
+            if info is not None:
+                self._emit(self._ended(tid, info, "lost"))
+
+    def end_all_tracks(self, reason: str) -> None:
+        for tid, info in list(self.tracks.items()):
+            self._emit(self._ended(tid, info, reason))
+        self.tracks.clear()
+
+    def _publish(self, item: FrameItem, tracks: Tracks) -> None:
+        lat = {k: round(v * 1000, 3) for k, v in (("decode", item.decode_s), *item.timings.items())}
+        lat["pipeline"] = round((time.time() - item.capture_ts) * 1000, 3)
+        body = {
+            "v": SCHEMA_VERSION,
+            "stream": self.id,
+            "frame": item.index,
+            "pts": None if item.pts is None else round(item.pts, 4),
+            "capture_ts": round(item.capture_ts, 4),
+            "size": [item.prepared.src_width, item.prepared.src_height],
+            "latency_ms": lat,
+            "tracks": [
+                {"id": tid, "box": _box(box), "score": round(s, 4), "class": c}
+                for tid, box, s, c in zip(
+                    tracks.ids.tolist(),
+                    tracks.xyxy.tolist(),
+                    tracks.scores.tolist(),
+                    tracks.classes.tolist(),
+                    strict=True,
+                )
+            ],
+        }
+        enqueued = time.perf_counter()
+        stream, metrics, capture = self.id, self.metrics, item.capture_ts
+
+        def sent(ts: float) -> None:
+            metrics.stage_seconds.labels(stream, "publish").observe(time.perf_counter() - enqueued)
+            e2e = ts - capture
+            metrics.e2e_seconds.labels(stream).observe(e2e)
+            self.latencies.append((time.monotonic(), e2e))
+
+        self.publisher.publish_tracks(self.id, dumps(body), on_sent=sent)
+
+    # ------------------------------------------------------------------ views
+    def fps(self) -> float:
+        t = self.processed_times
+        if len(t) < 2:
+            return 0.0
+        return (len(t) - 1) / max(t[-1] - t[0], 1e-6)
+
+    def latency_quantiles(self) -> dict[str, float | None]:
+        now = time.monotonic()
+        vals = sorted(v for t, v in self.latencies if now - t <= 30)
+        if not vals:
+            return {"p50_ms": None, "p99_ms": None}
+        return {
+            "p50_ms": round(1000 * vals[len(vals) // 2], 1),
+            "p99_ms": round(1000 * vals[min(len(vals) - 1, int(len(vals) * 0.99))], 1),
+        }
+
+
+class Batcher:
+    """Collects ready frames across streams into detector batches; bounded in flight."""
+
+    def __init__(self, detector: Detector, streams: dict[str, StreamState], metrics: Metrics, max_batch: int,
+                 max_wait_s: float) -> None:  # fmt: skip
+        self.detector = detector
+        self.streams = streams
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.wake = asyncio.Event()
+        self._sem = asyncio.Semaphore(detector.max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._rr = 0
+        self.inflight = 0
+
+    def _ready_streams(self) -> list[StreamState]:
+        ready = [s for s in self.streams.values() if s.has_ready()]
+        if ready:
+            k = self._rr % len(ready)
+            ready = ready[k:] + ready[:k]
+            self._rr += 1
+        return ready
+
+    def _collect(self, want: int) -> list[FrameItem]:
+        """Up to ``want`` frames, round-robin over streams so one busy replay cannot starve the others."""
+        out: list[FrameItem] = []
+        while len(out) < want:
+            ready = self._ready_streams()
+            if not ready:
+                break
+            for s in ready:
+                item = s.take()
+                if item is not None:
+                    out.append(item)
+                    if len(out) >= want:
+                        break
+        return out
+
+    async def run(self) -> None:
+        last_expire = time.monotonic()
+        while True:
+            await self._sem.acquire()
+            batch: list[FrameItem] = []
+            while not batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), 1.0)
+                self.wake.clear()
+                now = time.monotonic()
+                if now - last_expire > 1.0:
+                    last_expire = now
+                    for s in list(self.streams.values()):
+                        s.expire(time.perf_counter())
+                batch = self._collect(self.max_batch)
+            deadline = batch[0].t_ready + self.max_wait_s
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), remaining)
+                except TimeoutError:
+                    break
+                batch += self._collect(self.max_batch - len(batch))
+            # Anything left over keeps the wake flag up for the next round.
+            if any(s.has_ready() for s in self.streams.values()):
+                self.wake.set()
+            task = asyncio.create_task(self._detect(batch), name="detect")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _detect(self, batch: list[FrameItem]) -> None:
+        self.inflight += 1
+        self.metrics.detector_inflight.set(self.inflight)
+        self.metrics.batch_size.observe(len(batch))
+        t0 = time.perf_counter()
+        try:
+            dets = await self.detector.detect([it.prepared for it in batch])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.metrics.detector_errors.labels(type(exc).__name__).inc()
+            log.error("detector failed on a batch of %d frames (%s): %s", len(batch),
+                      ", ".join(sorted({it.stream for it in batch})), exc)  # fmt: skip
+            for it in batch:
+                s = self.streams.get(it.stream)
+                if s is not None:
+                    s.on_result(it, None, "detector_error")
+            return
+        finally:
+            self.inflight -= 1
+            self.metrics.detector_inflight.set(self.inflight)
+            self._sem.release()
+        dt = time.perf_counter() - t0
+        for it, d in zip(batch, dets, strict=True):
+            it.timings["detect"] = dt
+            s = self.streams.get(it.stream)
+            if s is None:
+                continue  # the stream was removed meanwhile
+            self.metrics.stage_seconds.labels(it.stream, "queue").observe(it.timings["queue"])
+            self.metrics.stage_seconds.labels(it.stream, "detect").observe(dt)
+            s.on_result(it, d)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait for the batches in flight (shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)

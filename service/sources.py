@@ -1,0 +1,289 @@
+"""Stream sources: PyAV decode threads for RTSP/RTMP/HTTP/files.
+
+Each source runs one thread that opens the URL (RTSP over TCP by default, open and read timeouts),
+demuxes only the video stream (audio and data are ignored), decodes, samples to ``detect_fps``,
+converts and letterboxes the frame once for the detector, and hands it to the event loop:
+
+* live streams: ``sink.offer(item)`` via ``call_soon_threadsafe`` (the stream keeps only the
+  freshest frame);
+* replay (files, every frame): ``sink.put(item)`` waited on from the thread, so decoding never runs
+  ahead of the pipeline and nothing is dropped.
+
+Failures (cannot open, read timeout, decode error, no frame for ``stall_timeout``, end of a live
+stream) are reported and retried with capped jittered exponential backoff (1 s to 30 s), reset by
+the first good frame; a stream that is down at start-up is handled the same way. Files end (or
+loop). The thread stops when ``stop()`` sets its Event; nothing joins it on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector_client.base import InputSpec, PreparedFrame
+from service.config import StreamConfig
+from service.errors import SourceError, redact_url
+from service.mqtt import Backoff
+from service.video import open_video
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FrameItem:
+    """A decoded frame on its way through the pipeline, with its timing."""
+
+    stream: str
+    index: int  # source frame index (1-based, keeps counting across reconnects)
+    sample: int  # index among sampled frames: the tracker's frame counter
+    pts: float | None  # source presentation time, seconds
+    capture_ts: float  # wall clock when decoded
+    prepared: PreparedFrame
+    image: npt.NDArray[np.uint8] | None  # the BGR frame, kept only when someone watches it
+    decode_s: float
+    t_ready: float = 0.0  # perf_counter when handed to the pipeline
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Sampler:
+    """Picks frames evenly to reach ``detect_fps`` from a source at ``source_fps``."""
+
+    def __init__(self, detect_fps: float | None) -> None:
+        self.detect_fps = detect_fps
+        self._next: float | None = None
+
+    def keep(self, t: float) -> bool:
+        """``t``: the frame's time in seconds (pts, or wall clock for sources without one)."""
+        if not self.detect_fps:
+            return True
+        period = 1.0 / self.detect_fps
+        if self._next is not None and t < self._next - 2 * period:
+            self._next = None  # time went backwards (loop, reconnect, pts reset): start over
+        if self._next is None or t >= self._next - 1e-6:
+            base = t if self._next is None or t - self._next > period else self._next
+            self._next = base + period
+            return True
+        return False
+
+
+class VideoSource:
+    """One PyAV decode thread feeding one stream."""
+
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        spec: InputSpec,
+        loop: asyncio.AbstractEventLoop,
+        offer: Callable[[FrameItem], None],
+        put: Callable[[FrameItem], Any],
+        on_status: Callable[[str, str | None], None],
+        on_info: Callable[[dict[str, Any]], None],
+        on_reconnect: Callable[[], None],
+        keep_image: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.cfg = cfg
+        self.spec = spec
+        self.loop = loop
+        self._offer = offer
+        self._put = put
+        self._on_status = on_status
+        self._on_info = on_info
+        self._on_reconnect = on_reconnect
+        self._keep_image = keep_image
+        self.replay = cfg.effective_mode == "replay"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"source-{cfg.id}", daemon=True)
+        self.index = 0
+        self.sample = 0
+        self.fps: float | None = None
+        self.finished = asyncio.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # ------------------------------------------------------------------ thread side
+    def _status(self, state: str, reason: str | None) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._on_status, state, reason)
+
+    def _url(self) -> str:
+        url = self.cfg.url
+        return url[len("file://") :] if url.startswith("file://") else url
+
+    def _options(self) -> dict[str, str]:
+        if self.cfg.url.startswith("rtsp"):
+            return {"rtsp_transport": self.cfg.transport}
+        return {}
+
+    def _run(self) -> None:
+        backoff = Backoff(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
+        first_attempt = True
+        sampler = Sampler(self.cfg.detect_fps)
+        try:
+            while not self._stop.is_set():
+                if not first_attempt:
+                    self.loop.call_soon_threadsafe(self._on_reconnect)
+                first_attempt = False
+                self._status("connecting", None)
+                try:
+                    got_frames = self._session(sampler, backoff)
+                except SourceError as exc:
+                    got_frames = False
+                    reason = exc.reason
+                else:
+                    if self._stop.is_set():
+                        break
+                    if self.cfg.is_file:
+                        if self.cfg.loop and got_frames:
+                            sampler = Sampler(self.cfg.detect_fps)
+                            continue
+                        self._status("offline", "end of file" if got_frames else "no frames in file")
+                        break
+                    reason = "stream ended"
+                if self.cfg.is_file and not self.cfg.loop and not got_frames:
+                    # A file that cannot be opened will not get better: say so once and stop.
+                    self._status("offline", reason)
+                    break
+                delay = backoff.next()
+                self._status("reconnecting", f"{reason}; retry in {delay:.1f}s")
+                log.warning(
+                    "stream %s (%s): %s; reconnecting in %.1fs",
+                    self.cfg.id,
+                    redact_url(self.cfg.url),
+                    reason,
+                    delay,
+                )
+                if self._stop.wait(delay):
+                    break
+        except Exception as exc:  # never let one stream's thread die silently
+            log.exception("stream %s: source thread failed", self.cfg.id)
+            self._status("offline", f"internal error: {type(exc).__name__}")
+        finally:
+            if not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self.finished.set)
+
+    def _stall_timeout(self) -> float:
+        if self.cfg.stall_timeout_s:
+            return self.cfg.stall_timeout_s
+        fps = self.fps or 25.0
+        return max(2.0, 10.0 / fps) + (self.cfg.read_timeout_s if not self.replay else 0)
+
+    def _session(self, sampler: Sampler, backoff: Backoff) -> bool:
+        """One connection: open, decode until the end, stop, stall or error. True if frames came."""
+        import av
+
+        url = self._url()
+        container = open_video(
+            url, self._options(), timeout=(self.cfg.open_timeout_s, self.cfg.read_timeout_s)
+        )
+        got = False
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = stream.average_rate or stream.guessed_rate
+            self.fps = float(rate) if rate else None
+            ctx = stream.codec_context
+            self.loop.call_soon_threadsafe(
+                self._on_info, {"fps": self.fps, "width": ctx.width, "height": ctx.height}
+            )
+            tb = float(stream.time_base) if stream.time_base else None
+            t_open = time.monotonic()
+            last_frame = t_open
+            pace_start: float | None = None
+            pace_pts0 = 0.0
+            last_t: float | None = None
+            stall = self._stall_timeout()
+            for packet in container.demux(stream):
+                if self._stop.is_set():
+                    return got
+                now = time.monotonic()
+                if now - last_frame > stall and now - t_open > stall:
+                    raise SourceError(self.cfg.url, f"stalled: no frame for {now - last_frame:.1f}s")
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as exc:
+                    log.debug("stream %s: undecodable packet skipped (%s)", self.cfg.id, exc)
+                    continue
+                for frame in frames:
+                    t0 = time.perf_counter()
+                    self.index += 1
+                    last_frame = time.monotonic()
+                    pts = frame.pts * tb if (frame.pts is not None and tb) else None
+                    if not got:
+                        got = True
+                        backoff.reset()
+                        self._status("online", None)
+                    if self.replay and self.cfg.realtime:
+                        t = pts if pts is not None else self.index / (self.fps or 25.0)
+                        if pace_start is None:
+                            pace_start, pace_pts0 = time.monotonic(), t
+                        delay = pace_start + (t - pace_pts0) - time.monotonic()
+                        if delay > 0 and self._stop.wait(delay):
+                            return got
+                    capture_ts = time.time()
+                    # Stream time for sampling: the pts, or (missing pts) one frame after the last.
+                    sample_t = (
+                        pts
+                        if pts is not None
+                        else (last_t + 1 / (self.fps or 25.0) if last_t is not None else 0.0)
+                    )
+                    last_t = sample_t
+                    if not sampler.keep(sample_t):
+                        self.loop.call_soon_threadsafe(self._offer, self._skip(capture_ts))
+                        continue
+                    self.sample += 1
+                    image = frame.to_ndarray(format="bgr24")
+                    prepared = self.spec.prepare(image, stream=self.cfg.id, index=self.index)
+                    item = FrameItem(
+                        self.cfg.id, self.index, self.sample, pts, capture_ts, prepared,
+                        image if self._keep_image() else None, time.perf_counter() - t0,
+                    )  # fmt: skip
+                    if self.replay:
+                        fut = asyncio.run_coroutine_threadsafe(self._put(item), self.loop)
+                        while not self._stop.is_set():
+                            try:
+                                fut.result(timeout=0.2)
+                                break
+                            except TimeoutError:
+                                continue
+                        else:
+                            fut.cancel()
+                            return got
+                    else:
+                        self.loop.call_soon_threadsafe(self._offer, item)
+            return got
+        except av.error.FFmpegError as exc:
+            raise SourceError(self.cfg.url, _ffmpeg_text(exc, self.cfg.url)) from exc
+        finally:
+            container.close()
+
+    def _skip(self, capture_ts: float) -> FrameItem:
+        """A marker for a frame skipped by sampling (counted, not processed)."""
+        return FrameItem(self.cfg.id, self.index, 0, None, capture_ts, _EMPTY_FRAME, None, 0.0)
+
+
+_EMPTY_FRAME = PreparedFrame(np.zeros((1, 1, 3), np.uint8), 1.0, 1, 1)
+
+
+def _ffmpeg_text(exc: Exception, url: str) -> str:
+    text = str(exc).replace(url, redact_url(url))
+    if "Connection refused" in text:
+        return "connection refused"
+    if "timed out" in text.lower() or "Immediate exit requested" in text:
+        return "timed out"
+    return text[:300]

@@ -1,0 +1,120 @@
+"""WebRTC ingest over WHIP (aiortc): a publisher POSTs an SDP offer to ``/whip/{stream}``.
+
+The answer comes back in the response (201, ``Location: /whip/{stream}``); ``DELETE`` on that
+location ends the session. Received video frames are converted and letterboxed in a worker thread
+and offered to the stream like live RTSP frames (the freshest frame wins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from detector_client.base import InputSpec
+from service.pipeline import StreamState
+from service.sources import FrameItem, Sampler
+
+log = logging.getLogger(__name__)
+
+
+def configure_ice(host_addresses: list[str] | None) -> None:
+    """Offer only these addresses as ICE host candidates (process-wide; None: aioice's default)."""
+    import aioice.ice
+
+    if host_addresses is None:
+        return
+    addrs = list(host_addresses)
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [
+        a for a in addrs if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
+    ]
+
+
+class WhipSession:
+    def __init__(self, state: StreamState, spec: InputSpec, ice_servers: list[str] | None = None) -> None:
+        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+
+        self.state = state
+        self.spec = spec
+        # Explicit ICE servers: aiortc would otherwise contact a public STUN server by default.
+        servers = [RTCIceServer(urls=u) for u in (ice_servers or [])]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self.index = 0
+        self.sample = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = asyncio.Event()
+
+        @self.pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "video":
+                t = asyncio.create_task(self._consume(track), name=f"whip-{state.id}")
+                self._tasks.add(t)
+                t.add_done_callback(self._tasks.discard)
+
+        @self.pc.on("connectionstatechange")
+        async def on_state() -> None:
+            st = self.pc.connectionState
+            if st == "connected":
+                self.state.set_status("online", None)
+            elif st in ("failed", "closed"):
+                await self.close("publisher disconnected" if st == "closed" else "WebRTC connection failed")
+
+    async def answer(self, offer_sdp: str) -> str:
+        from aiortc import RTCSessionDescription
+
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        self.state.set_status("connecting", "WHIP session negotiated")
+        return str(self.pc.localDescription.sdp)
+
+    def _convert(self, frame: Any, index: int, sample: int, capture_ts: float) -> FrameItem:
+        t0 = time.perf_counter()
+        image = frame.to_ndarray(format="bgr24")
+        prepared = self.spec.prepare(image, stream=self.state.id, index=index)
+        pts = float(frame.time) if frame.time is not None else None
+        keep = image if self.state.listeners else None
+        return FrameItem(
+            self.state.id, index, sample, pts, capture_ts, prepared, keep, time.perf_counter() - t0
+        )
+
+    async def _consume(self, track: Any) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        sampler = Sampler(self.state.cfg.detect_fps)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                frame = await track.recv()
+                self.index += 1
+                capture_ts = time.time()
+                t = float(frame.time) if frame.time is not None else time.monotonic()
+                if not sampler.keep(t):
+                    self.state.metrics.frames_received.labels(self.state.id).inc()
+                    self.state.metrics.frames_dropped.labels(self.state.id, "sampling").inc()
+                    continue
+                self.sample += 1
+                item = await loop.run_in_executor(
+                    None, self._convert, frame, self.index, self.sample, capture_ts
+                )
+                if self.state.state != "online":
+                    self.state.set_status("online", None)
+                self.state.offer(item)
+        except MediaStreamError:
+            await self.close("publisher ended the stream")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("WHIP stream %s failed", self.state.id)
+            await self.close(f"ingest error: {type(exc).__name__}")
+
+    async def close(self, reason: str) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        for t in list(self._tasks):
+            if t is not asyncio.current_task():
+                t.cancel()
+        await self.pc.close()
+        self.state.set_status("offline", reason)
