@@ -40,9 +40,10 @@ $(VENV)/.installed-bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,cpu,bench]'
 	touch $@
 
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench sysdeps
 	$(BIN)/python -m loadtest.bench_tracker
 	$(BIN)/python -m loadtest.bench_detector
+	$(BIN)/python -m loadtest.bench_service
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

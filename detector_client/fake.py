@@ -1,13 +1,14 @@
 """A fixed-latency fake detector for benchmarks and load tests (``kind: fake``).
 
-It sleeps ``latency_ms`` per batch (plus ``per_frame_ms`` per frame) in its worker thread, like a
-remote endpoint or a GPU would, and returns ``boxes`` synthetic detections per frame that drift
+It waits ``latency_ms`` per batch (plus ``per_frame_ms`` per frame) without using the CPU, like a
+remote endpoint or a GPU would (``detect`` awaits on the event loop; ``detect_sync`` sleeps), and returns ``boxes`` synthetic detections per frame that drift
 slowly, so the tracker and the publisher do realistic work. Never used in place of a real detector
 in integration tests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -55,3 +56,11 @@ class FakeDetector(Detector):
     def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[F64]:
         time.sleep(self.latency_s + self.per_frame_s * len(frames))
         return [self._frame(f) for f in frames]
+
+    async def detect(self, frames: Sequence[PreparedFrame]) -> list[F64]:
+        """Waits like a remote endpoint would (no worker thread), bounded in flight."""
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.max_in_flight)
+        async with self._sem:
+            await asyncio.sleep(self.latency_s + self.per_frame_s * len(frames))
+            return [self._frame(f) for f in frames]

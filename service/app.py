@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 
 from detector_client import create_detector
@@ -24,6 +26,7 @@ from service.metrics import Metrics
 from service.mqtt import Publisher
 from service.pipeline import Batcher, StreamState
 from service.sources import VideoSource
+from tracker import ByteTracker
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,11 @@ class Service:
             except (DetectorError, ValueError) as exc:
                 raise ConfigError(f"detector: {exc}") from exc
         det = self.detector
+        # Load the tracker's compiled core now, not on the first frame of the first stream.
+        await asyncio.to_thread(ByteTracker().update, np.empty((0, 5)))
+        # Decode threads hold the GIL in short bursts; a shorter switch interval keeps the event
+        # loop (batching, tracking, publishing) responsive next to them.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.002))
         max_batch = self.settings.batcher.max_batch or det.max_batch
         self.batcher = Batcher(
             det, self.streams, self.metrics, max_batch, self.settings.batcher.max_wait_ms / 1000
@@ -92,7 +100,7 @@ class Service:
         self.streams[cfg.id] = state
         if not cfg.is_whip:
             src = VideoSource(
-                cfg, self.detector.spec, asyncio.get_running_loop(), state.offer, state.put, state.set_status,
+                cfg, self.detector.spec, asyncio.get_running_loop(), state.offer, state.put, state.permits, state.set_status,
                 state.set_info, lambda: self.metrics.reconnects.labels(cfg.id).inc(), lambda: bool(state.listeners),
             )  # fmt: skip
             self.sources[cfg.id] = src

@@ -122,6 +122,11 @@ class StreamConfig(_Section):
         None, gt=0, description="frames per second to process (default: every frame)"
     )
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
+    decode_threading: Literal["slice", "frame", "auto", "none"] = Field(
+        "slice",
+        description="FFmpeg decoder threading: slice (default; no added latency), frame/auto (more throughput "
+        "for one big stream, but frames come out a few frames later), none",
+    )
     open_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(5.0, gt=0)
     stall_timeout_s: float | None = Field(

@@ -7,6 +7,8 @@ are labelled by stream so a slow camera or a slow stage is visible at once.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -30,6 +32,23 @@ LATENCY_BUCKETS = (
 )
 STAGES = ("decode", "queue", "detect", "track", "publish")
 DROP_CAUSES = ("superseded", "sampling", "late", "detector_error", "shutdown")
+
+
+@dataclass(slots=True)
+class StreamMetrics:
+    """One stream's labelled series, looked up once (``labels()`` costs a lock and a dict lookup)."""
+
+    received: Any
+    processed: Any
+    sampling: Any
+    superseded: Any
+    active: Any
+    decode: Any
+    queue: Any
+    detect: Any
+    track: Any
+    publish: Any
+    e2e: Any
 
 
 class Metrics:
@@ -105,6 +124,16 @@ class Metrics:
         self.active_tracks.labels(stream).set(0)
         for ev in ("track_started", "track_ended"):
             self.track_events.labels(stream, ev)
+
+    def children(self, stream: str) -> StreamMetrics:
+        st = self.stage_seconds
+        return StreamMetrics(
+            self.frames_received.labels(stream), self.frames_processed.labels(stream),
+            self.frames_dropped.labels(stream, "sampling"), self.frames_dropped.labels(stream, "superseded"),
+            self.active_tracks.labels(stream), st.labels(stream, "decode"), st.labels(stream, "queue"),
+            st.labels(stream, "detect"), st.labels(stream, "track"), st.labels(stream, "publish"),
+            self.e2e_seconds.labels(stream),
+        )  # fmt: skip
 
     def remove_stream(self, stream: str) -> None:
         """Forget every series of a removed stream."""

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -38,10 +39,6 @@ F64 = npt.NDArray[np.float64]
 
 REPLAY_QUEUE = 8
 WINDOW_S = 5.0
-
-
-def _box(b: Any) -> list[float]:
-    return [round(float(v), 2) for v in b]
 
 
 @dataclass(slots=True)
@@ -81,8 +78,9 @@ class StreamState:
         self.info: dict[str, Any] = {}
         self.slot: FrameItem | None = None
         self.queue: deque[FrameItem] = deque()
-        self._space = asyncio.Event()
-        self._space.set()
+        # Replay backpressure without a loop round trip per frame: the source thread takes a
+        # permit before handing a frame over; the pipeline gives it back when it takes the frame.
+        self.permits = threading.BoundedSemaphore(REPLAY_QUEUE)
         self.pending: deque[int] = deque()  # samples sent to the detector, in order
         self._submitted: dict[int, float] = {}  # sample -> perf_counter when taken
         self._results: dict[int, tuple[FrameItem, F64 | None, str]] = {}
@@ -99,6 +97,7 @@ class StreamState:
         self.listeners: list[Callable[[StreamState, FrameItem, Tracks], None]] = []
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
         metrics.add_stream(cfg.id)
+        self._m = metrics.children(cfg.id)
 
     # ------------------------------------------------------------------ status
     def set_status(self, state: str, reason: str | None) -> None:
@@ -124,30 +123,28 @@ class StreamState:
         """A live frame (or a sampling marker). The freshest unprocessed frame wins."""
         if not self.accepting:
             return
-        self.metrics.frames_received.labels(self.id).inc()
+        self._m.received.inc()
         if item.sample == 0:
-            self.metrics.frames_dropped.labels(self.id, "sampling").inc()
+            self._m.sampling.inc()
             return
-        self.metrics.stage_seconds.labels(self.id, "decode").observe(item.decode_s)
+        self._m.decode.observe(item.decode_s)
         if self.slot is not None:
-            self._drop(self.slot, "superseded")
+            self._m.superseded.inc()
         item.t_ready = time.perf_counter()
         self.slot = item
         self._wake.set()
 
-    async def put(self, item: FrameItem) -> None:
-        """A replay frame: waits while the stream already has ``REPLAY_QUEUE`` frames queued."""
-        self.metrics.frames_received.labels(self.id).inc()
+    def put(self, item: FrameItem) -> None:
+        """A replay frame; its source thread holds a permit for it (at most ``REPLAY_QUEUE`` queued)."""
+        self._m.received.inc()
         if item.sample == 0:
-            self.metrics.frames_dropped.labels(self.id, "sampling").inc()
+            self._m.sampling.inc()
             return
-        while len(self.queue) >= REPLAY_QUEUE and self.accepting:
-            self._space.clear()
-            await self._space.wait()
         if not self.accepting:
             self._drop(item, "shutdown")
+            self.permits.release()
             return
-        self.metrics.stage_seconds.labels(self.id, "decode").observe(item.decode_s)
+        self._m.decode.observe(item.decode_s)
         item.t_ready = time.perf_counter()
         self.queue.append(item)
         self._wake.set()
@@ -164,7 +161,7 @@ class StreamState:
             item, self.slot = self.slot, None
         elif self.queue:
             item = self.queue.popleft()
-            self._space.set()
+            self.permits.release()
         else:
             return None
         now = time.perf_counter()
@@ -233,11 +230,14 @@ class StreamState:
         item.timings["track"] = t1 - t0
         self.last_sample = item.sample
         self.n_processed += 1
-        self.metrics.frames_processed.labels(self.id).inc()
-        self.metrics.active_tracks.labels(self.id).set(len(tracks))
-        self.metrics.stage_seconds.labels(self.id, "track").observe(item.timings["track"])
-        self._events(item, tracks)
-        self._publish(item, tracks)
+        self._m.processed.inc()
+        self._m.active.set(len(tracks))
+        self._m.track.observe(item.timings["track"])
+        # Round once, as plain lists, for both the events and the tracks message.
+        rows = list(zip(tracks.ids.tolist(), np.round(tracks.xyxy, 2).tolist(), np.round(tracks.scores, 4).tolist(),
+                        tracks.classes.tolist(), strict=True))  # fmt: skip
+        self._events(item, tracks, rows)
+        self._publish(item, rows)
         now = time.monotonic()
         self.processed_times.append(now)
         while self.processed_times and now - self.processed_times[0] > WINDOW_S:
@@ -262,16 +262,16 @@ class StreamState:
             "first_box": info.first_box, "last_box": info.last_box, "ts": round(time.time(), 3),
         }  # fmt: skip
 
-    def _events(self, item: FrameItem, tracks: Tracks) -> None:
+    def _events(
+        self, item: FrameItem, tracks: Tracks, rows: list[tuple[int, list[float], float, int]]
+    ) -> None:
         ts = item.capture_ts
-        for tid, box, score, cls in zip(tracks.ids.tolist(), tracks.xyxy.tolist(), tracks.scores.tolist(),
-                                        tracks.classes.tolist(), strict=True):  # fmt: skip
-            b = _box(box)
+        for tid, b, score, cls in rows:
             info = self.tracks.get(tid)
             if info is None:
                 self.tracks[tid] = TrackInfo(item.index, ts, b, item.index, ts, b, cls, score)
                 self._emit({"v": SCHEMA_VERSION, "stream": self.id, "event": "track_started", "id": tid, "class": cls,
-                            "frame": item.index, "ts": round(ts, 3), "box": b, "score": round(score, 4)})  # fmt: skip
+                            "frame": item.index, "ts": round(ts, 3), "box": b, "score": score})  # fmt: skip
             else:
                 info.last_frame, info.last_ts, info.last_box, info.cls, info.score = (
                     item.index,
@@ -290,7 +290,7 @@ class StreamState:
             self._emit(self._ended(tid, info, reason))
         self.tracks.clear()
 
-    def _publish(self, item: FrameItem, tracks: Tracks) -> None:
+    def _publish(self, item: FrameItem, rows: list[tuple[int, list[float], float, int]]) -> None:
         lat = {k: round(v * 1000, 3) for k, v in (("decode", item.decode_s), *item.timings.items())}
         lat["pipeline"] = round((time.time() - item.capture_ts) * 1000, 3)
         body = {
@@ -301,24 +301,15 @@ class StreamState:
             "capture_ts": round(item.capture_ts, 4),
             "size": [item.prepared.src_width, item.prepared.src_height],
             "latency_ms": lat,
-            "tracks": [
-                {"id": tid, "box": _box(box), "score": round(s, 4), "class": c}
-                for tid, box, s, c in zip(
-                    tracks.ids.tolist(),
-                    tracks.xyxy.tolist(),
-                    tracks.scores.tolist(),
-                    tracks.classes.tolist(),
-                    strict=True,
-                )
-            ],
+            "tracks": [{"id": tid, "box": box, "score": sc, "class": c} for tid, box, sc, c in rows],
         }
         enqueued = time.perf_counter()
-        stream, metrics, capture = self.id, self.metrics, item.capture_ts
+        m, capture = self._m, item.capture_ts
 
         def sent(ts: float) -> None:
-            metrics.stage_seconds.labels(stream, "publish").observe(time.perf_counter() - enqueued)
+            m.publish.observe(time.perf_counter() - enqueued)
             e2e = ts - capture
-            metrics.e2e_seconds.labels(stream).observe(e2e)
+            m.e2e.observe(e2e)
             self.latencies.append((time.monotonic(), e2e))
 
         self.publisher.publish_tracks(self.id, dumps(body), on_sent=sent)
@@ -441,8 +432,8 @@ class Batcher:
             s = self.streams.get(it.stream)
             if s is None:
                 continue  # the stream was removed meanwhile
-            self.metrics.stage_seconds.labels(it.stream, "queue").observe(it.timings["queue"])
-            self.metrics.stage_seconds.labels(it.stream, "detect").observe(dt)
+            s._m.queue.observe(it.timings["queue"])
+            s._m.detect.observe(dt)
             s.on_result(it, d)
 
     async def drain(self, timeout: float) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +84,8 @@ class VideoSource:
         spec: InputSpec,
         loop: asyncio.AbstractEventLoop,
         offer: Callable[[FrameItem], None],
-        put: Callable[[FrameItem], Any],
+        put: Callable[[FrameItem], None],
+        permits: threading.BoundedSemaphore,
         on_status: Callable[[str, str | None], None],
         on_info: Callable[[dict[str, Any]], None],
         on_reconnect: Callable[[], None],
@@ -94,6 +96,7 @@ class VideoSource:
         self.loop = loop
         self._offer = offer
         self._put = put
+        self._permits = permits
         self._on_status = on_status
         self._on_info = on_info
         self._on_reconnect = on_reconnect
@@ -105,6 +108,11 @@ class VideoSource:
         self.sample = 0
         self.fps: float | None = None
         self.finished = asyncio.Event()
+        # Frames cross to the event loop through this inbox; one loop callback drains a burst,
+        # so a busy stream costs one wake-up per burst, not one per frame.
+        self._inbox: deque[FrameItem] = deque()
+        self._inbox_lock = threading.Lock()
+        self._scheduled = False
 
     def start(self) -> None:
         self._thread.start()
@@ -115,6 +123,25 @@ class VideoSource:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    # ------------------------------------------------------------------ handoff
+    def _deliver(self, item: FrameItem) -> None:
+        """Thread side: queue a frame for the loop, waking it only if no drain is pending."""
+        self._inbox.append(item)
+        with self._inbox_lock:
+            if self._scheduled:
+                return
+            self._scheduled = True
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        """Loop side: hand every queued frame to the stream, in order."""
+        with self._inbox_lock:
+            self._scheduled = False
+        deliver = self._put if self.replay else self._offer
+        while self._inbox:
+            deliver(self._inbox.popleft())
 
     # ------------------------------------------------------------------ thread side
     def _status(self, state: str, reason: str | None) -> None:
@@ -194,7 +221,12 @@ class VideoSource:
         got = False
         try:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # Each stream already decodes in its own thread; frame threading would add latency.
+            threading_mode = self.cfg.decode_threading
+            if threading_mode == "none":
+                stream.thread_count = 1
+            else:
+                stream.thread_type = threading_mode.upper()
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else None
             ctx = stream.codec_context
@@ -235,6 +267,7 @@ class VideoSource:
                         delay = pace_start + (t - pace_pts0) - time.monotonic()
                         if delay > 0 and self._stop.wait(delay):
                             return got
+                        t0 = time.perf_counter()  # the decode stage excludes pacing
                     capture_ts = time.time()
                     # Stream time for sampling: the pts, or (missing pts) one frame after the last.
                     sample_t = (
@@ -244,7 +277,7 @@ class VideoSource:
                     )
                     last_t = sample_t
                     if not sampler.keep(sample_t):
-                        self.loop.call_soon_threadsafe(self._offer, self._skip(capture_ts))
+                        self._deliver(self._skip(capture_ts))
                         continue
                     self.sample += 1
                     image = frame.to_ndarray(format="bgr24")
@@ -254,18 +287,11 @@ class VideoSource:
                         image if self._keep_image() else None, time.perf_counter() - t0,
                     )  # fmt: skip
                     if self.replay:
-                        fut = asyncio.run_coroutine_threadsafe(self._put(item), self.loop)
-                        while not self._stop.is_set():
-                            try:
-                                fut.result(timeout=0.2)
-                                break
-                            except TimeoutError:
-                                continue
-                        else:
-                            fut.cancel()
-                            return got
-                    else:
-                        self.loop.call_soon_threadsafe(self._offer, item)
+                        # Wait for room in the stream's queue (no loop round trip per frame).
+                        while not self._permits.acquire(timeout=0.2):
+                            if self._stop.is_set():
+                                return got
+                    self._deliver(item)
             return got
         except av.error.FFmpegError as exc:
             raise SourceError(self.cfg.url, _ffmpeg_text(exc, self.cfg.url)) from exc

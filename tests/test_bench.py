@@ -51,3 +51,17 @@ def test_detector_bench_prints_table(tmp_path: Path, shared_data: Path) -> None:
     assert fig["wire"]["raw"]["bytes_per_frame"] > 416 * 416 * 3
     assert fig["wire"]["jpeg"]["bytes_per_frame"] < fig["wire"]["raw"]["bytes_per_frame"]
     assert "batch" in res.stdout and "wire encoding" in res.stdout
+
+
+@pytest.mark.shared
+def test_service_bench_prints_ratio_and_latency(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "svc.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench_service", "--streams", "2", "--seconds", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    fig = json.loads(out.read_text())
+    assert fig["service_fps"] > 0 and fig["plain_decode_fps"] > 0 and 0 < fig["ratio"]
+    assert fig["live_frames"] > 20 and fig["added_latency_ms"]["p50"] > 0
+    assert "ratio service / plain decode" in res.stdout

@@ -1,0 +1,224 @@
+"""Service benchmark (`make bench`): throughput next to plain decoding, and the latency the service adds.
+
+1. Throughput. N replay streams (every frame, as fast as possible) of the shared clips through the
+   whole service (decode threads, letterbox, batcher, a fake detector with a fixed latency, tracker,
+   events, MQTT to a real mosquitto), against plain PyAV decoding of the same clips to BGR in N
+   threads, measured one after the other in the same run. Reported: frames/s of each and the ratio.
+2. Added latency. N live-paced streams (real time, like cameras) through the same service; for
+   every frame, the time from capture (decode) to receipt on MQTT minus the detector's time: what
+   the service itself adds. Reported: p50 and p99.
+
+Usage: ``python -m loadtest.bench_service [--streams 4] [--latency-ms 20] [--seconds 15] [--json F]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+CLIPS = [SHARED / "video" / "pedestrians_720p25.mp4", SHARED / "video" / "futsal_broadcast_720x1280p30.mp4"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    def __init__(self) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            raise SystemExit("bench: mosquitto not found (make test installs it)")
+        self.port = _free_port()
+        self.dir = tempfile.mkdtemp(prefix="bench-mqtt-")
+        conf = Path(self.dir) / "m.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+            + ("user root\n" if os.geteuid() == 0 else "")
+        )
+        self.proc = subprocess.Popen(
+            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("bench: mosquitto did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def plain_decode(clips: list[Path], seconds: float, thread_type: str) -> float:
+    """Decode every clip (looped) to BGR in its own thread for ``seconds``: frames/s, steady state."""
+    import av
+
+    counts = [0] * len(clips)
+    stop = threading.Event()
+    measuring = threading.Event()
+
+    def run(i: int, path: Path) -> None:
+        while not stop.is_set():
+            with av.open(str(path)) as c:
+                s = c.streams.video[0]
+                s.thread_type = thread_type
+                for f in c.decode(s):
+                    f.to_ndarray(format="bgr24")
+                    if measuring.is_set():
+                        counts[i] += 1
+                    if stop.is_set():
+                        return
+
+    threads = [threading.Thread(target=run, args=(i, p)) for i, p in enumerate(clips)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)  # warm-up
+    measuring.set()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    n = sum(counts)
+    dt = time.perf_counter() - t0
+    stop.set()
+    for t in threads:
+        t.join()
+    return n / dt
+
+
+class Receiver:
+    """A subscriber in its own process (mosquitto_sub), stamping each message's receipt time."""
+
+    def __init__(self, port: int) -> None:
+        exe = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
+        self.out = tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False)  # noqa: SIM115 (closed in close())
+        self.proc = subprocess.Popen(
+            [exe, "-p", str(port), "-t", "bench/+/tracks", "-F", "%U %t %p"], stdout=self.out
+        )
+        time.sleep(0.3)
+        self.rows: list[tuple[str, dict[str, Any], float]] = []
+
+    def close(self) -> None:
+        time.sleep(0.3)
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.out.seek(0)
+        for line in self.out:
+            ts, topic, payload = line.split(" ", 2)
+            self.rows.append((topic, json.loads(payload), float(ts)))
+        self.out.close()
+        os.unlink(self.out.name)
+
+
+async def run_service(
+    clips: list[Path], port: int, latency_ms: float, realtime: bool, seconds: float | None
+) -> dict[str, Any]:
+    """Run N looped replay streams; returns frames processed over ``seconds`` after a 1 s warm-up."""
+    from service.app import Service
+    from service.config import load_settings
+
+    streams = [
+        {"id": f"s{i}", "url": str(p), "mode": "replay", "realtime": realtime, "loop": True}
+        for i, p in enumerate(clips)
+    ]
+    settings = load_settings(None, {
+        "instance": "bench", "mqtt": {"url": f"mqtt://127.0.0.1:{port}", "topic_prefix": "bench"},
+        "detector": {"kind": "fake", "latency_ms": latency_ms, "boxes": 10, "max_batch": 8, "max_in_flight": 2},
+        "http": {"port": 0}, "streams": streams, "log_level": "warning",
+    })  # fmt: skip
+    svc = Service(settings)
+    await svc.start(http=False)
+    await asyncio.sleep(1.0)  # warm-up
+    n0 = sum(s.n_processed for s in svc.streams.values())
+    t0 = time.perf_counter()
+    await asyncio.sleep(seconds or 10.0)
+    processed = sum(s.n_processed for s in svc.streams.values()) - n0
+    elapsed = time.perf_counter() - t0
+    await svc.stop(timeout=10)
+    return {"frames": processed, "seconds": elapsed}
+
+
+def quantile(vals: list[float], q: float) -> float:
+    v = sorted(vals)
+    return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--streams", type=int, default=4)
+    p.add_argument("--latency-ms", type=float, default=20.0, help="fake detector latency per batch")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    missing = [str(c) for c in CLIPS if not c.is_file()]
+    if missing:
+        print(f"bench: not found: {', '.join(missing)} (is ../shared beside the checkout?)", file=sys.stderr)
+        return 2
+    clips = [CLIPS[i % len(CLIPS)] for i in range(args.streams)]
+    broker = Broker()
+    try:
+        # Plain decoding at its best setting for N parallel streams on this machine (conservative ratio).
+        decode_fps = {tt: plain_decode(clips, args.seconds, tt) for tt in ("AUTO", "SLICE")}
+        best_tt = max(decode_fps, key=lambda k: decode_fps[k])
+        thr = asyncio.run(
+            run_service(clips, broker.port, args.latency_ms, realtime=False, seconds=args.seconds)
+        )
+        recv = Receiver(broker.port)
+        asyncio.run(run_service(clips, broker.port, args.latency_ms, realtime=True, seconds=args.seconds))
+        time.sleep(0.5)
+        recv.close()
+    finally:
+        broker.stop()
+    added = [
+        (ts - m["capture_ts"]) * 1000 - m["latency_ms"]["detect"]
+        for _, m, ts in recv.rows[len(recv.rows) // 10 :]
+    ]
+    e2e = [(ts - m["capture_ts"]) * 1000 for _, m, ts in recv.rows[len(recv.rows) // 10 :]]
+    res = {
+        "streams": args.streams,
+        "fake_detector_latency_ms": args.latency_ms,
+        "plain_decode_fps": decode_fps[best_tt],
+        "plain_decode_fps_by_threading": decode_fps,
+        "service_fps": thr["frames"] / thr["seconds"],
+        "ratio": (thr["frames"] / thr["seconds"]) / decode_fps[best_tt],
+        "frames": thr["frames"],
+        "live_frames": len(recv.rows),
+        "added_latency_ms": {"p50": quantile(added, 0.5), "p99": quantile(added, 0.99)},
+        "end_to_end_ms": {"p50": quantile(e2e, 0.5), "p99": quantile(e2e, 0.99)},
+    }
+    print(
+        f"Service with {args.streams} replay streams of the shared clips, fake detector {args.latency_ms:g} ms/batch, "
+        f"MQTT to mosquitto, {os.cpu_count()} cores\n\n"
+        f"  plain PyAV decode to BGR ({args.streams} threads, best of "
+        f"{', '.join(f'{k} {v:.0f}' for k, v in decode_fps.items())}): {res['plain_decode_fps']:8.1f} frames/s\n"
+        f"  through the service (every frame, in order):   {res['service_fps']:8.1f} frames/s\n"
+        f"  ratio service / plain decode:                   {res['ratio']:8.2f}   (target >= 0.7)\n\n"
+        f"  live-paced run, {len(recv.rows)} frames over {args.seconds:g} s:\n"
+        f"  service-added latency (capture to MQTT receipt minus detector time): "
+        f"p50 {res['added_latency_ms']['p50']:.1f} ms, p99 {res['added_latency_ms']['p99']:.1f} ms   (target p99 < 30 ms)\n"
+        f"  end to end (capture to MQTT receipt): p50 {res['end_to_end_ms']['p50']:.1f} ms, p99 {res['end_to_end_ms']['p99']:.1f} ms"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
