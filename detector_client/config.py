@@ -28,6 +28,8 @@ class _Base(BaseModel):
 
 
 class OnnxDetectorConfig(_Base):
+    """YOLOX on ONNX Runtime."""
+
     kind: Literal["onnx"] = "onnx"
     model: Path = Field(..., description="YOLOX model exported to ONNX")
     preprocess: Literal["yolox", "bytetrack"] = Field(
@@ -53,6 +55,8 @@ class OnnxDetectorConfig(_Base):
 
 
 class SageMakerDetectorConfig(_Base):
+    """YOLOX on a SageMaker real-time endpoint."""
+
     kind: Literal["sagemaker"] = "sagemaker"
     endpoint: str = Field(..., min_length=1, description="SageMaker endpoint name")
     region: str | None = Field(None, description="AWS region (default: the AWS chain, e.g. AWS_REGION)")
@@ -78,6 +82,8 @@ class SageMakerDetectorConfig(_Base):
 
 
 class MotionDetectorConfig(_Base):
+    """OpenCV MOG2 motion boxes, no model needed."""
+
     kind: Literal["motion"] = "motion"
     input_size: tuple[int, int] = Field((360, 640), description="processing height, width")
     min_area: int = Field(120, ge=1, description="smallest blob (input pixels) reported")

@@ -176,7 +176,7 @@ class Settings(BaseSettings):
     batcher: BatcherConfig = Field(default_factory=BatcherConfig)
     webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig)
     streams: list[StreamConfig] = Field(default_factory=list)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity")
 
     @field_validator("instance")
     @classmethod
