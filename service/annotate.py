@@ -27,19 +27,30 @@ class Annotator:
         self.trail = trail
         self._trails: dict[int, deque[tuple[int, int]]] = {}
 
-    def draw(self, image: npt.NDArray[np.uint8], tracks: Tracks) -> npt.NDArray[np.uint8]:
-        out: Any = image.copy()
-        h, w = out.shape[:2]
-        thick = max(1, round(min(h, w) / 360))
+    def update(self, tracks: Tracks) -> None:
+        """Advance the trails by one frame without drawing (for frames nobody sees)."""
         for tid in tracks.ended_ids.tolist():
             self._trails.pop(tid, None)
         seen = set()
-        for tid, (x1, y1, x2, y2) in zip(tracks.ids.tolist(), tracks.xyxy.tolist(), strict=True):
+        for tid, (x1, _y1, x2, y2) in zip(tracks.ids.tolist(), tracks.xyxy.tolist(), strict=True):
             seen.add(tid)
+            self._trails.setdefault(tid, deque(maxlen=self.trail)).append((int((x1 + x2) / 2), int(y2)))
+        if len(self._trails) > 4 * max(1, len(seen)) + 64:  # tracks that vanished without an end
+            for tid in [t for t in self._trails if t not in seen]:
+                del self._trails[tid]
+
+    draw_state_only = update
+
+    def draw(self, image: npt.NDArray[np.uint8], tracks: Tracks) -> npt.NDArray[np.uint8]:
+        """Advance the trails and return an annotated copy of ``image``."""
+        self.update(tracks)
+        out: Any = image.copy()
+        h, w = out.shape[:2]
+        thick = max(1, round(min(h, w) / 360))
+        for tid, (x1, y1, x2, y2) in zip(tracks.ids.tolist(), tracks.xyxy.tolist(), strict=True):
             c = colour(tid)
-            trail = self._trails.setdefault(tid, deque(maxlen=self.trail))
-            trail.append((int((x1 + x2) / 2), int(y2)))
-            if len(trail) > 1:
+            trail = self._trails.get(tid)
+            if trail is not None and len(trail) > 1:
                 cv2.polylines(out, [np.array(trail, dtype=np.int32)], False, c, thick)
             cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), c, thick + 1)
             label = str(tid)
@@ -57,8 +68,5 @@ class Annotator:
                 thick,
                 cv2.LINE_AA,
             )
-        if len(self._trails) > 4 * max(1, len(seen)) + 64:  # tracks that vanished without an end
-            for tid in [t for t in self._trails if t not in seen]:
-                del self._trails[tid]
         result: npt.NDArray[np.uint8] = out
         return result

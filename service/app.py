@@ -57,6 +57,9 @@ class Service:
         self.http_runner: Any = None
         self.http_port: int | None = None
         self.started_at = time.time()
+        from service.liveview import LiveView
+
+        self.live = LiveView(self)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, http: bool = True) -> None:
@@ -98,7 +101,15 @@ class Service:
         state = StreamState(cfg, self.settings.tracker, self.metrics, self.publisher, self.batcher.wake,
                             self.settings.batcher.result_timeout_s)  # fmt: skip
         self.streams[cfg.id] = state
-        if not cfg.is_whip:
+        self.live.attach(state)
+        if cfg.url.startswith("synthetic://"):
+            from service.synthetic_source import SyntheticSource
+
+            syn = SyntheticSource(cfg, self.detector.spec, asyncio.get_running_loop(), state.offer, state.set_status,
+                                  state.set_info, lambda: bool(state.listeners))  # fmt: skip
+            self.sources[cfg.id] = syn  # type: ignore[assignment]
+            syn.start()
+        elif not cfg.is_whip:
             src = VideoSource(
                 cfg, self.detector.spec, asyncio.get_running_loop(), state.offer, state.put, state.permits, state.set_status,
                 state.set_info, lambda: self.metrics.reconnects.labels(cfg.id).inc(), lambda: bool(state.listeners),
@@ -123,6 +134,7 @@ class Service:
             await sess.close(reason)
         state.end_all_tracks(reason)
         del self.streams[stream_id]
+        self.live.detach(stream_id)
         self.publisher.clear_status(stream_id)
         self.metrics.remove_stream(stream_id)
         forget = getattr(self.detector, "forget", None)

@@ -104,64 +104,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Track a built-in synthetic scene and show a live console summary."""
-    import numpy as np
+    """Run the whole service on a built-in default: live view, MQTT, metrics. Ctrl-C stops."""
+    from service.demo import run_demo
 
-    from service.synthetic import Scene, noisy_detections
-    from tracker import ByteTracker, TrackerConfig
-    from tracker.evaluation import evaluate
-
-    scene = Scene(players=args.players, seed=args.seed)
-    rng = np.random.default_rng(args.seed + 1)
-    tracker = ByteTracker(TrackerConfig(frame_rate=args.fps))
-    ByteTracker().update(np.empty((0, 5)))  # load the compiled core now, not on the first frame
-    gt_rows: list[list[float]] = []
-    hyp_rows: list[list[float]] = []
-    period = 1.0 / args.fps if args.realtime else 0.0
-    started = time.monotonic()
-    spent = 0.0  # tracker time since the last console line
-    frame = 0
-    print(
-        f"trackcast demo: {args.players} players on a synthetic {scene.width}x{scene.height} pitch at {args.fps:g} fps, "
-        "noisy detections (jitter, misses, occlusion, false positives) -> ByteTrack. Ctrl-C stops.",
-        flush=True,
-    )
-    try:
-        while args.frames is None or frame < args.frames:
-            frame += 1
-            ids, boxes = scene.step()
-            dets = noisy_detections(boxes, rng, width=scene.width, height=scene.height)
-            t0 = time.perf_counter()
-            tracks = tracker.update(dets, frame_index=frame)
-            spent += time.perf_counter() - t0
-            for i, b in zip(ids.tolist(), boxes.tolist(), strict=True):
-                gt_rows.append([frame, i, b[0], b[1], b[2] - b[0], b[3] - b[1], 1, -1, -1, -1])
-            for i, b in zip(tracks.ids.tolist(), tracks.tlwh.tolist(), strict=True):
-                hyp_rows.append([frame, i, *b, 1, -1, -1, -1])
-            every = int(max(args.fps, 1))
-            if frame % every == 0:
-                line = (
-                    f"frame {frame:6d}  players {len(ids):3d}  detections {len(dets):3d}  "
-                    f"tracks {len(tracks):3d}  ids so far {len({int(r[1]) for r in hyp_rows}):4d}  "
-                    f"tracker {1000 * spent / every:.3f} ms/frame"
-                )
-                print(line, flush=True)
-                spent = 0.0
-            if period:
-                delay = started + frame * period - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-    except KeyboardInterrupt:
-        print("\nstopped", flush=True)
-    if frame and gt_rows:
-        m = evaluate(np.asarray(gt_rows), np.asarray(hyp_rows) if hyp_rows else np.empty((0, 10)))
-        print(
-            f"\nsummary over {frame} frames: IDF1 {100 * m.IDF1:.1f}  MOTA {100 * m.MOTA:.1f}  "
-            f"HOTA {100 * m.HOTA:.1f}  ID switches {m.IDSW}  "
-            f"({m.gt_ids} players, {m.hyp_ids} track ids)",
-            flush=True,
-        )
-    return 0
+    return run_demo(args)
 
 
 def _add_detector_args(p: argparse.ArgumentParser, model_required: bool = False) -> None:
@@ -406,16 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser(
-        "demo", help="run the built-in demo (no camera, model or broker needed)", description=cmd_demo.__doc__
-    )
+    p = sub.add_parser("demo", help="run the service on a built-in default (no camera, model or broker needed)",
+                       description=cmd_demo.__doc__)  # fmt: skip
+    p.add_argument("--source", help="a camera or video instead of the synthetic pitch (rtsp://..., file.mp4)")
+    p.add_argument("--model", help="a YOLOX ONNX model instead of the motion detector")
+    p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
     p.add_argument(
-        "--frames", type=int, default=None, help="stop after this many frames (default: run until Ctrl-C)"
+        "--classes",
+        type=int,
+        nargs="*",
+        default=[0],
+        help="classes to track with --model (default 0: person)",
     )
-    p.add_argument("--players", type=int, default=14)
-    p.add_argument("--fps", type=float, default=25.0)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--no-realtime", dest="realtime", action="store_false", help="run as fast as possible")
+    p.add_argument("--mqtt", help="use this broker (mqtt://host:port) instead of the embedded one")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP listen address")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (a free one if taken)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -74,14 +74,16 @@ def reference() -> str:
     for section, model in (("mqtt", MqttConfig), ("tracker", TrackerSettings), ("http", HttpConfig),
                            ("batcher", BatcherConfig), ("webrtc", WebRtcConfig)):  # fmt: skip
         lines += _rows(f"{section}.", section.upper(), model)
-    for model in (OnnxDetectorConfig, SageMakerDetectorConfig, MotionDetectorConfig, FakeDetectorConfig):
-        kind = get_args(model.model_fields["kind"].annotation)[0]
+    detectors: tuple[type[BaseModel], ...] = (OnnxDetectorConfig, SageMakerDetectorConfig, MotionDetectorConfig,
+                                              FakeDetectorConfig)  # fmt: skip
+    for dmodel in detectors:
+        kind = get_args(dmodel.model_fields["kind"].annotation)[0]
         lines.append(
-            f"| `detector.kind` | `TRACKCAST_DETECTOR__KIND` | `motion` | **`{kind}`**: {model.__doc__ or ''} |".replace(
+            f"| `detector.kind` | `TRACKCAST_DETECTOR__KIND` | `motion` | **`{kind}`**: {dmodel.__doc__ or ''} |".replace(
                 "\n", " "
             )
         )
-        lines += _rows(f"detector.({kind}) ", "DETECTOR", model, skip=("kind",))
+        lines += _rows(f"detector.({kind}) ", "DETECTOR", dmodel, skip=("kind",))
     lines += _rows("streams[].", "-", StreamConfig)
     return "\n".join(lines)
 

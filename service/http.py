@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SERVICE_KEY: web.AppKey[Any] = web.AppKey("service", object)
-OPEN_PATHS = ("/healthz", "/readyz")
+# The page itself carries no data (it asks the API, with the token from its URL).
+OPEN_PATHS = ("/healthz", "/readyz", "/")
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -147,9 +149,20 @@ async def whip_delete(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+STATIC = Path(__file__).parent / "static"
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
 def make_app(svc: Service) -> web.Application:
+    from service.liveview import add_routes
+
     app = web.Application(middlewares=[auth])
     app[SERVICE_KEY] = svc
+    app.router.add_get("/", index)
+    add_routes(app, svc.live)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -49,12 +49,3 @@ def test_track_dets_writes_mot_rows_and_counts_invalid(tmp_path: Path) -> None:
     lines = out.read_text().split()
     assert [ln.split(",")[:2] for ln in lines] == [["1", "1"], ["2", "1"], ["4", "1"]]
     assert lines[0] == "1,1,10.0000,10.0000,20.0000,40.0000,0.9000,-1,-1,-1"
-
-
-def test_demo_runs_and_reports_identity_metrics() -> None:
-    res = run_trackcast("demo", "--frames", "150", "--no-realtime")
-    assert res.returncode == 0, res.stderr
-    summary = [ln for ln in res.stdout.splitlines() if ln.startswith("summary")]
-    assert summary, res.stdout
-    idf1 = float(summary[0].split("IDF1")[1].split()[0])
-    assert idf1 > 80.0, summary[0]
