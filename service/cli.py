@@ -282,6 +282,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_service(settings)
 
 
+def cmd_loadtest(argv: list[str]) -> int:
+    from loadtest.run import main as loadtest_main
+
+    return loadtest_main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trackcast", description="Live multi-object tracking (YOLOX + ByteTrack)."
@@ -299,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracker_args(p)
     p.set_defaults(func=cmd_track_dets)
 
+    sub.add_parser("loadtest", help="N live RTSP streams against a service: latency, fps, CPU, RSS (see loadtest --help)",
+                   add_help=False)  # fmt: skip
     p = sub.add_parser("serve", help="run the streaming service", description=cmd_serve.__doc__)
     p.add_argument(
         "--config",
@@ -373,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["loadtest"]:  # its own argument parser (python -m loadtest.run --help)
+        return cmd_loadtest(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

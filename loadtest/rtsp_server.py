@@ -1,6 +1,6 @@
-"""A real RTSP server for tests: GStreamer's gst-rtsp-server (Debian), run with the system Python.
+"""A real RTSP server for tests and load tests: GStreamer's gst-rtsp-server (Debian), run with the system Python.
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 /ped=/path/a.mp4 /futsal=/path/b.mp4
+    /usr/bin/python3 loadtest/rtsp_server.py --port 8554 /ped=/path/a.mp4 /futsal=/path/b.mp4
 
 Serves each H.264 MP4 file at real-time pace (RTP over RTSP, TCP or UDP), without re-encoding.
 Media are shared, so every client of a mount sees the same live stream, like a camera. Prints

@@ -1,0 +1,228 @@
+"""Real peers for load tests and integration tests: mosquitto, GStreamer's RTSP server, a service process.
+
+Everything listens on 127.0.0.1 only and is stopped by whoever started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+class PeerUnavailable(RuntimeError):
+    """A system package the peer needs is missing (``make test`` installs them)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def trackcast_cmd() -> list[str]:
+    import sys
+
+    exe = Path(sys.executable).with_name("trackcast")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("trackcast")
+    return [found] if found else [sys.executable, "-m", "service.cli"]
+
+
+class Mosquitto:
+    """A real mosquitto broker; ``stop()``/``start()`` keep the port and (persistent) state."""
+
+    def __init__(self, workdir: Path, port: int | None = None, users: dict[str, str] | None = None) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            raise PeerUnavailable("mosquitto is not installed (make test installs it)")
+        self.exe = exe
+        self.port = port or free_port()
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lines = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
+                 "max_queued_messages 100000", "set_tcp_nodelay true", "log_dest stderr"]  # fmt: skip
+        if os.geteuid() == 0:
+            lines.append("user root")  # else it drops to 'mosquitto', which cannot write its state here
+        if users:
+            pw = self.dir / "passwd"
+            pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+            subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True, capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {pw}"]
+        else:
+            lines.append("allow_anonymous true")
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.dir / "mosquitto.log"
+
+    def start(self) -> Mosquitto:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=log, stderr=log)
+        wait_for(lambda: port_open(self.port), 10, "mosquitto to listen")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+class RtspServer:
+    """GStreamer's gst-rtsp-server (Debian) serving H.264 MP4 files at real-time pace; restartable."""
+
+    def __init__(self, mounts: dict[str, Path], port: int | None = None, user: str | None = None,
+                 password: str | None = None) -> None:  # fmt: skip
+        if not Path(SYSTEM_PYTHON).exists():
+            raise PeerUnavailable("system python3 with python3-gi is missing (make test installs it)")
+        check = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
+                               capture_output=True)  # fmt: skip
+        if check.returncode != 0:
+            raise PeerUnavailable(
+                "GStreamer RTSP server bindings missing (gir1.2-gst-rtsp-server-1.0; make test installs them)"
+            )
+        self.mounts = mounts
+        self.port = port or free_port()
+        self.user, self.password = user, password
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> RtspServer:
+        args = [SYSTEM_PYTHON, str(ROOT / "loadtest" / "rtsp_server.py"), "--port", str(self.port)]
+        if self.user:
+            args += ["--user", self.user, "--password", self.password or ""]
+        args += [f"/{m}={p}" for m, p in self.mounts.items()]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "ready" not in line:
+            raise RuntimeError(f"RTSP server did not start: {line}")
+        out = self.proc.stdout
+
+        def drain() -> None:  # keep the pipe drained; close it once the server is gone
+            out.read()
+            out.close()
+
+        threading.Thread(target=drain, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()  # like a camera losing power
+            self.proc.wait(10)
+        self.proc = None
+
+    def url(self, mount: str) -> str:
+        cred = f"{self.user}:{self.password}@" if self.user else ""
+        return f"rtsp://{cred}127.0.0.1:{self.port}/{mount}"
+
+
+class ServiceProc:
+    """``trackcast serve --config`` as a real process, with its log kept."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = config.setdefault("http", {}).setdefault("port", free_port())
+        config["http"].setdefault("host", "127.0.0.1")
+        self.config_path = self.dir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = self.dir / "service.log"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.token: str | None = config["http"].get("token")
+
+    def start(self, ready_timeout: float = 60) -> ServiceProc:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([*trackcast_cmd(), "serve", "--config", str(self.config_path)], cwd=ROOT,
+                                         stdout=log, stderr=log, env=self.env)  # fmt: skip
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}: {self.log()[-3000:]}")
+            try:
+                return self.get("/readyz")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(ready, ready_timeout, "the service to be ready")
+        return self
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        tok = token if token is not None else self.token
+        if tok:
+            req.add_header("Authorization", f"Bearer {tok}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                raw = r.read()
+                ctype = r.headers.get("Content-Type", "")
+                return r.status, (json.loads(raw) if raw and "json" in ctype else raw.decode())
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, raw.decode()
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self.request("GET", path)
+
+    def stream(self, sid: str) -> dict[str, Any]:
+        return dict(self.get(f"/streams/{sid}")[1])
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError(f"service did not stop within {timeout}s: {self.log()[-3000:]}") from None
+        return int(self.proc.returncode)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
