@@ -224,5 +224,11 @@ class ServiceProc:
                 raise RuntimeError(f"service did not stop within {timeout}s: {self.log()[-3000:]}") from None
         return int(self.proc.returncode)
 
+    def kill(self) -> None:
+        """Make sure the process is gone (for ``finally`` blocks after a failed check)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -237,7 +237,12 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
     pp = PostProcess(args.score_thresh, args.nms_thresh, tuple(args.classes) if args.classes else None)
     providers = [p.strip() for p in args.providers.split(",")] if args.providers else None
     try:
-        model = OnnxYolox(args.model, preprocess=args.preprocess, providers=providers, postprocess=pp)
+        if Path(args.model).is_dir():  # a SageMaker model directory (model.onnx + trackcast-model.json)
+            from deploy.sagemaker.inference import model_fn
+
+            model = model_fn(args.model)
+        else:
+            model = OnnxYolox(args.model, preprocess=args.preprocess, providers=providers, postprocess=pp)
     except (DetectorError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     serve.run(model, args.host, serve.port_from_env(args.port))
@@ -282,6 +287,143 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_service(settings)
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """SageMaker: package a model, deploy real-time/async endpoints and batch jobs, update, delete."""
+    import json as _json
+    import os as _os
+
+    from deploy.sagemaker import package
+    from deploy.sagemaker.manage import Clients, Deployer, DeployError, ModelSpec
+
+    try:
+        if args.action == "package":
+            out = package.build(Path(args.model), Path(args.out), args.preprocess, args.classes or None)
+            result: dict[str, Any] = {"package": str(out)}
+            if args.s3:
+                result["s3"] = package.upload(
+                    out, args.s3, Clients(args.region, args.endpoint_url, args.profile)
+                )
+            print(_json.dumps(result, indent=2))
+            return 0
+        d = Deployer(Clients(args.region, args.endpoint_url, args.profile))
+        role = getattr(args, "role", None) or _os.environ.get("TRACKCAST_SAGEMAKER_ROLE")
+        spec = (
+            ModelSpec(args.image, args.model_data, role or "")
+            if hasattr(args, "image") and hasattr(args, "model_data")
+            else None
+        )
+        if args.action == "realtime":
+            assert spec is not None
+            scale = (args.autoscale[0], args.autoscale[1], args.autoscale[2]) if args.autoscale else None
+            res = d.realtime(args.name, spec, args.instance_type, args.count, args.variant, args.data_capture,
+                             (int(scale[0]), int(scale[1]), float(scale[2])) if scale else None, wait=not args.no_wait)  # fmt: skip
+        elif args.action == "update":
+            assert spec is not None
+            res = d.update(args.name, spec, args.instance_type, args.count, wait=not args.no_wait)
+        elif args.action == "async":
+            assert spec is not None
+            res = d.async_(args.name, spec, args.output_s3, args.failure_s3, args.sns_success, args.sns_error,
+                           args.max_concurrent, args.instance_type, args.max_instances, wait=not args.no_wait)  # fmt: skip
+        elif args.action == "batch":
+            res = d.batch(args.job, args.image, role or "", args.input_s3, args.output_s3, args.model_s3,
+                          args.instance_type, args.count, args.preprocess)  # fmt: skip
+        else:
+            res = {"deleted": d.delete(args.name)}
+    except (DeployError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from exc
+    print(_json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_invoke_async(args: argparse.Namespace) -> int:
+    """Send a video to an asynchronous endpoint and download its tracks, annotated video and summary."""
+    import json as _json
+
+    from deploy.sagemaker.async_client import invoke_async
+    from deploy.sagemaker.manage import Clients, DeployError
+
+    try:
+        res = invoke_async(Clients(args.region, args.endpoint_url, args.profile), Path(args.video), args.endpoint,
+                           args.input_s3, Path(args.out), args.timeout, sqs_url=args.sqs_url)  # fmt: skip
+    except DeployError as exc:
+        raise CliError(str(exc)) from exc
+    print(_json.dumps(res, indent=2))
+    return 0
+
+
+def _add_deploy_parsers(sub: Any) -> None:
+    dp = sub.add_parser("deploy", help="SageMaker: package, realtime, update, delete, async, batch",
+                        description=cmd_deploy.__doc__)  # fmt: skip
+    actions = dp.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def aws(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--region", help="AWS region (default: AWS chain)")
+        p.add_argument("--profile", help="AWS profile")
+        p.add_argument("--endpoint-url", help="send every AWS call here (a local stand-in such as moto)")
+
+    def model(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--name", required=True, help="endpoint name")
+        p.add_argument("--model-data", required=True, help="s3://.../model.tar.gz (deploy package --s3)")
+        p.add_argument(
+            "--image", required=True, help="inference image URI (PyTorch/ONNX container or trackcast's own)"
+        )
+        p.add_argument("--role", help="execution role ARN (default: TRACKCAST_SAGEMAKER_ROLE)")
+        p.add_argument("--instance-type", default="ml.g4dn.xlarge")
+        p.add_argument("--no-wait", action="store_true", help="do not wait for InService")
+        aws(p)
+
+    p = actions.add_parser("package", help="build model.tar.gz (and upload it)")
+    p.add_argument("--model", required=True, help="YOLOX ONNX model")
+    p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
+    p.add_argument("--classes", type=int, nargs="*", default=None)
+    p.add_argument("--out", default="model.tar.gz")
+    p.add_argument("--s3", help="upload to this s3://bucket/prefix/")
+    aws(p)
+    p = actions.add_parser("realtime", help="model + endpoint config + endpoint; optional autoscaling")
+    model(p)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--variant", default="AllTraffic")
+    p.add_argument("--data-capture", help="s3:// prefix for data capture (10%% of requests)")
+    p.add_argument("--autoscale", type=float, nargs=3, metavar=("MIN", "MAX", "INVOCATIONS_PER_INSTANCE"))
+    p = actions.add_parser("update", help="swap the model with no downtime (new endpoint config)")
+    model(p)
+    p.add_argument("--count", type=int, default=None)
+    p = actions.add_parser("async", help="asynchronous endpoint for whole videos, scales to zero")
+    model(p)
+    p.add_argument("--output-s3", required=True)
+    p.add_argument("--failure-s3")
+    p.add_argument("--sns-success", help="SNS topic ARN for successes")
+    p.add_argument("--sns-error", help="SNS topic ARN for errors")
+    p.add_argument("--max-concurrent", type=int, default=1, help="invocations per instance")
+    p.add_argument("--max-instances", type=int, default=2)
+    p = actions.add_parser("batch", help="processing job tracking every video under an S3 prefix")
+    p.add_argument("--job", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--role")
+    p.add_argument("--input-s3", required=True)
+    p.add_argument("--output-s3", required=True)
+    p.add_argument("--model-s3", required=True, help="s3:// prefix holding model.onnx")
+    p.add_argument("--instance-type", default="ml.g4dn.xlarge")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
+    aws(p)
+    p = actions.add_parser("delete", help="remove the endpoint and everything created with it")
+    p.add_argument("--name", required=True)
+    aws(p)
+    dp.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("invoke-async", help="send a video to an async endpoint, download the results",
+                       description=cmd_invoke_async.__doc__)  # fmt: skip
+    p.add_argument("video")
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--input-s3", required=True, help="s3://bucket/prefix/ to upload the video to")
+    p.add_argument("--out", default="async-result")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--sqs-url", help="SQS queue subscribed to the endpoint's SNS topics (instead of polling)")
+    aws(p)
+    p.set_defaults(func=cmd_invoke_async)
+
+
 def cmd_loadtest(argv: list[str]) -> int:
     from loadtest.run import main as loadtest_main
 
@@ -307,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("loadtest", help="N live RTSP streams against a service: latency, fps, CPU, RSS (see loadtest --help)",
                    add_help=False)  # fmt: skip
+    _add_deploy_parsers(sub)
     p = sub.add_parser("serve", help="run the streaming service", description=cmd_serve.__doc__)
     p.add_argument(
         "--config",
@@ -340,7 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a model on the SageMaker container contract",
         description=cmd_serve_model.__doc__,
     )
-    p.add_argument("--model", required=True, help="YOLOX ONNX model")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="YOLOX ONNX model, or a model directory (model.onnx + trackcast-model.json)",
+    )
     p.add_argument("--port", type=int, default=None, help="default: SAGEMAKER_BIND_TO_PORT or 8080")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")

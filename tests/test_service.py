@@ -76,6 +76,7 @@ def test_two_live_rtsp_streams_and_a_replay_on_the_real_model(broker: Mosquitto,
                  "60 frames from each live stream")  # fmt: skip
         assert svc.stop() == 0
     finally:
+        svc.kill()
         rtsp.stop()
         sub.close()
     for sid in ("futsal", "ped", "replay"):
@@ -129,6 +130,7 @@ def test_rtsp_server_dies_and_comes_back(broker: Mosquitto, tmp_path: Path) -> N
         time.sleep(1)
         assert svc.stop() == 0
     finally:
+        svc.kill()
         cam.stop()
         other.stop()
         sub.close()
@@ -167,6 +169,7 @@ def test_broker_dies_and_comes_back_without_losing_events(tmp_path: Path) -> Non
                  if sub.of("/events", "replay")[-1]["event"] == "track_ended" else False, 30, "the last events")  # fmt: skip
         time.sleep(1)
     finally:
+        svc.kill()
         sub.close()
         broker.stop()
     offline_ids = {tid for frame in offline_tracks(PED, tmp_path).values() for tid in frame}

@@ -140,6 +140,7 @@ def test_api_metrics_auth_bad_sources_and_secrets(broker: Mosquitto, tmp_path: P
         assert svc.get("/streams/cam2")[0] == 404
         assert svc.stop() == 0
     finally:
+        svc.kill()
         rtsp.stop()
         silent.close()
         sub.close()
@@ -194,6 +195,7 @@ def test_whip_publisher_is_tracked(tmp_path: Path) -> None:
                  "the WHIP stream to go offline")  # fmt: skip
         assert svc.stop() == 0
     finally:
+        svc.kill()
         sub.close()
         broker.stop()
     msgs = sub.of("/tracks", "futsal")

@@ -2,8 +2,12 @@
 
 The inference toolkits of SageMaker's PyTorch/ONNX containers call ``model_fn``, ``input_fn``,
 ``predict_fn`` and ``output_fn``; ``trackcast serve-model`` calls the same functions through
-``handle``. Requests: the trackcast batch wire format (``detector_client.wire``) or a single image
-(``application/x-image``, ``image/jpeg``, ``image/png``). Pre/post-processing is
+``handle``. Requests: the trackcast batch wire format (``detector_client.wire``), a single image
+(``application/x-image``, ``image/jpeg``, ``image/png``), or, on an asynchronous endpoint, a whole
+video (``video/mp4``, ``video/*``, ``application/octet-stream``; SageMaker reads it from the S3
+input location and hands it over as the body). A video is tracked with the same code as
+``trackcast track`` and the answer is a tar archive (``application/x-tar``) holding
+``tracks.txt`` (MOT), ``annotated.mp4`` and ``summary.json``. Pre/post-processing is
 ``detector_client``'s, the same code the client runs locally.
 
 Model directory: one ``*.onnx`` file (``model.onnx`` preferred) and optionally
@@ -54,11 +58,15 @@ def _client_error(status: int, message: str) -> Exception:
         return RequestError(status, message)
 
 
+VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/x-matroska", "video/webm", "application/octet-stream")
+
+
 @dataclass
 class Request:
     frames: list[Any]
     postprocess: PostProcess | None
     single: bool
+    video: bytes | None = None
 
 
 def model_fn(model_dir: str) -> OnnxYolox:
@@ -99,6 +107,10 @@ def input_fn(body: bytes | bytearray, content_type: str) -> Request:
             return Request(frames, pp, single=False)
         if ctype in wire.IMAGE_TYPES:
             return Request([wire.decode_image(data)], None, single=True)
+        if ctype in VIDEO_TYPES or ctype.startswith("video/"):
+            if not data:
+                raise DetectorInputError("empty video body")
+            return Request([], None, single=False, video=data)
     except DetectorInputError as exc:
         raise _client_error(400, str(exc)) from exc
     raise _client_error(
@@ -106,7 +118,42 @@ def input_fn(body: bytes | bytearray, content_type: str) -> Request:
     )
 
 
-def predict_fn(req: Request, model: OnnxYolox) -> tuple[list[F64], bool]:
+def track_video_file(src: Path, model: OnnxYolox, out_dir: Path) -> Path:
+    """Track a video file (async endpoint) into ``out_dir/result.tar``: tracks.txt, annotated.mp4, summary.json."""
+    import tarfile
+
+    from detector_client.onnx_backend import OnnxDetector
+    from service.errors import SourceError
+    from service.offline import track_video
+
+    det = OnnxDetector(model, max_batch=8)
+    try:
+        track_video(str(src), det, None, out_dir / "tracks.txt", out_video=out_dir / "annotated.mp4",
+                    summary_path=out_dir / "summary.json")  # fmt: skip
+    except SourceError as exc:
+        raise _client_error(400, f"the body is not a readable video: {exc.reason}") from exc
+    finally:
+        det.close()
+    tar_path = out_dir / "result.tar"
+    with tarfile.open(tar_path, mode="w") as tar:
+        for name in ("tracks.txt", "annotated.mp4", "summary.json"):
+            tar.add(out_dir / name, arcname=name)
+    return tar_path
+
+
+def track_video_bytes(data: bytes, model: OnnxYolox) -> bytes:
+    """The toolkit path (the body arrives in memory): the result tar as bytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="trackcast-async-") as tmp:
+        src = Path(tmp) / "input.video"
+        src.write_bytes(data)
+        return track_video_file(src, model, Path(tmp)).read_bytes()
+
+
+def predict_fn(req: Request, model: OnnxYolox) -> Any:
+    if req.video is not None:
+        return VideoResult(track_video_bytes(req.video, model))
     try:
         frames = [model.spec.prepare(req.frames[0])] if req.single else req.frames
         return model.detect(frames, req.postprocess), req.single
@@ -114,7 +161,14 @@ def predict_fn(req: Request, model: OnnxYolox) -> tuple[list[F64], bool]:
         raise _client_error(400, str(exc)) from exc
 
 
-def output_fn(prediction: tuple[list[F64], bool], accept: str) -> tuple[bytes, str]:
+@dataclass
+class VideoResult:
+    tar: bytes
+
+
+def output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+    if isinstance(prediction, VideoResult):
+        return prediction.tar, "application/x-tar"
     if accept and not any(a in accept for a in ("application/json", "*/*")):
         raise _client_error(406, f"can only answer application/json, not {accept!r}")
     dets, single = prediction

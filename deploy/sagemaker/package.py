@@ -1,0 +1,86 @@
+"""``trackcast deploy package``: model.tar.gz for SageMaker, optionally uploaded to S3.
+
+Layout (what SageMaker's PyTorch/ONNX inference containers expect)::
+
+    model.onnx                  the model, at the root
+    trackcast-model.json        preprocessing convention, classes, thresholds
+    code/inference.py           model_fn / input_fn / predict_fn / output_fn (imports the packages below)
+    code/requirements.txt       what the handler needs on top of the container
+    code/tracker/ code/detector_client/ code/service/ code/deploy/   the trackcast code it runs
+
+The packages are copied from this installation (sources only), so the endpoint runs exactly the
+pre/post-processing and tracking code of the client.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("tracker", "detector_client", "service", "deploy")
+REQUIREMENTS = """numpy>=1.26
+lap>=0.5.12
+numba>=0.60
+scipy>=1.11
+onnx>=1.15
+onnxruntime-gpu>=1.18
+opencv-python-headless>=4.8
+av>=12
+pydantic>=2.6
+pydantic-settings>=2.2
+pyyaml>=6
+"""
+INFERENCE_SHIM = '''"""SageMaker entry point: the handler lives in deploy/sagemaker/inference.py (shipped beside this file)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from deploy.sagemaker.inference import input_fn, model_fn, output_fn, predict_fn  # noqa: E402,F401
+'''
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def build(model: Path, out: Path, preprocess: str = "yolox", classes: list[int] | None = None,
+          score_thresh: float = 0.1, nms_thresh: float = 0.45) -> Path:  # fmt: skip
+    """Write model.tar.gz; returns its path. Raises FileNotFoundError for a missing model."""
+    if not model.is_file():
+        raise FileNotFoundError(f"model {model} does not exist")
+    cfg: dict[str, Any] = {"preprocess": preprocess, "classes": classes, "score_thresh": score_thresh,
+                           "nms_thresh": nms_thresh}  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(model, arcname="model.onnx")
+        _add_bytes(tar, "trackcast-model.json", json.dumps(cfg, indent=2).encode())
+        _add_bytes(tar, "code/inference.py", INFERENCE_SHIM.encode())
+        _add_bytes(tar, "code/requirements.txt", REQUIREMENTS.encode())
+        for pkg in PACKAGES:
+            for f in sorted((ROOT / pkg).rglob("*")):
+                if f.is_file() and "__pycache__" not in f.parts and f.suffix in (".py", ".html"):
+                    tar.add(f, arcname=f"code/{f.relative_to(ROOT)}")
+    return out
+
+
+def upload(path: Path, s3_uri: str, clients: Any) -> str:
+    """Upload to ``s3://bucket/prefix/`` (or a full key); returns the object's S3 URI."""
+    from deploy.sagemaker.manage import _explain
+
+    bucket, _, key = s3_uri.removeprefix("s3://").partition("/")
+    if not key or key.endswith("/"):
+        key = f"{key}{path.name}"
+    try:
+        clients("s3").upload_file(str(path), bucket, key)
+    except Exception as exc:
+        raise _explain(exc, f"upload to bucket {bucket}") from exc
+    return f"s3://{bucket}/{key}"

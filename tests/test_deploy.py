@@ -1,0 +1,303 @@
+"""SageMaker deployment against moto in server mode, and the async handler / processing job run locally."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+
+from loadtest.peers import free_port, port_open, wait_for
+from tests.conftest import SHARED_DATA, run_trackcast
+from tracker.mot import read_mot
+
+MODEL = SHARED_DATA / "models" / "yolox_nano_416x416.onnx"
+FUTSAL = SHARED_DATA / "video" / "futsal_broadcast_720x1280p30.mp4"
+needs_shared = pytest.mark.skipif(not MODEL.is_file(), reason=f"../shared is absent (looked for {MODEL})")
+ROLE = "arn:aws:iam::123456789012:role/trackcast-sagemaker"
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/trackcast-serve:latest"
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: port_open(port), 30, "moto server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+
+
+def client(service: str, url: str):  # type: ignore[no-untyped-def]
+    return boto3.client(service, endpoint_url=url, region_name="eu-west-1")
+
+
+def deploy(url: str, *args: str) -> dict:  # type: ignore[type-arg]
+    res = run_trackcast("deploy", *args, "--endpoint-url", url, "--region", "eu-west-1")
+    assert res.returncode == 0, res.stderr
+    return dict(json.loads(res.stdout))
+
+
+@needs_shared
+def test_package_builds_and_uploads(moto_url: str, tmp_path: Path) -> None:
+    client("s3", moto_url).create_bucket(
+        Bucket="models", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    out = tmp_path / "model.tar.gz"
+    r = deploy(moto_url, "package", "--model", str(MODEL), "--preprocess", "yolox", "--classes", "0",
+               "--out", str(out), "--s3", "s3://models/yolox/")  # fmt: skip
+    assert r["s3"] == "s3://models/yolox/model.tar.gz"
+    res = run_trackcast("deploy", "package", "--model", str(MODEL), "--out", str(tmp_path / "m2.tar.gz"),
+                        "--s3", "s3://no-such-bucket/x/", "--endpoint-url", moto_url, "--region", "eu-west-1")  # fmt: skip
+    assert res.returncode == 2 and "bucket" in res.stderr and "Traceback" not in res.stderr
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+        cfg = json.loads(tar.extractfile("trackcast-model.json").read())  # type: ignore[union-attr]
+    assert {"model.onnx", "code/inference.py", "code/requirements.txt", "code/deploy/sagemaker/inference.py",
+            "code/detector_client/yolox.py", "code/tracker/byte_tracker.py"} <= names  # fmt: skip
+    assert cfg["preprocess"] == "yolox" and cfg["classes"] == [0]
+    head = client("s3", moto_url).head_object(Bucket="models", Key="yolox/model.tar.gz")
+    assert head["ContentLength"] == out.stat().st_size
+
+
+def test_realtime_update_delete(moto_url: str) -> None:
+    sm = client("sagemaker", moto_url)
+    r = deploy(moto_url, "realtime", "--name", "yolox-rt", "--model-data", "s3://models/yolox/model.tar.gz",
+               "--image", IMAGE, "--role", ROLE, "--instance-type", "ml.g4dn.xlarge", "--count", "2",
+               "--data-capture", "s3://models/capture/", "--autoscale", "1", "4", "100")  # fmt: skip
+    ep = sm.describe_endpoint(EndpointName="yolox-rt")
+    assert ep["EndpointStatus"] == "InService" and ep["EndpointConfigName"] == r["config"]
+    cfg = sm.describe_endpoint_config(EndpointConfigName=r["config"])
+    pv = cfg["ProductionVariants"][0]
+    assert (pv["InstanceType"], pv["InitialInstanceCount"], pv["VariantName"], pv["ModelName"]) == (
+        "ml.g4dn.xlarge",
+        2,
+        "AllTraffic",
+        r["model"],
+    )
+    assert cfg["DataCaptureConfig"]["DestinationS3Uri"] == "s3://models/capture/"
+    model = sm.describe_model(ModelName=r["model"])
+    assert model["ExecutionRoleArn"] == ROLE and model["PrimaryContainer"]["Image"] == IMAGE
+    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://models/yolox/model.tar.gz"
+    aas = client("application-autoscaling", moto_url)
+    tgt = aas.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=["endpoint/yolox-rt/variant/AllTraffic"]
+    )
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in tgt["ScalableTargets"]] == [(1, 4)]
+    pol = aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    tt = next(p for p in pol if p["PolicyName"] == "yolox-rt-invocations")[
+        "TargetTrackingScalingPolicyConfiguration"
+    ]
+    assert (
+        tt["TargetValue"] == 100
+        and tt["PredefinedMetricSpecification"]["PredefinedMetricType"]
+        == "SageMakerVariantInvocationsPerInstance"
+    )
+
+    # moto 5 has no UpdateEndpoint (it answers 500): that one call is recorded by a botocore hook, the
+    # rest (describe, the new model and endpoint config) goes to moto.
+    from deploy.sagemaker.manage import Clients, Deployer, ModelSpec
+
+    clients = Clients("eu-west-1", moto_url)
+    calls: list[dict] = []  # type: ignore[type-arg]
+
+    def record(params, **kwargs):  # type: ignore[no-untyped-def]
+        import types
+
+        calls.append(json.loads(params["body"]))
+        http = types.SimpleNamespace(status_code=200, headers={})
+        return http, {
+            "EndpointArn": "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/yolox-rt",
+            "ResponseMetadata": {},
+        }
+
+    clients("sagemaker").meta.events.register("before-call.sagemaker.UpdateEndpoint", record)
+    u = Deployer(clients).update(
+        "yolox-rt", ModelSpec(IMAGE, "s3://models/yolox/model-v2.tar.gz", ROLE), wait=True
+    )
+    assert calls == [{"EndpointName": "yolox-rt", "EndpointConfigName": u["config"]}]
+    assert u["previous_config"] == r["config"] != u["config"]
+    new = sm.describe_endpoint_config(EndpointConfigName=u["config"])["ProductionVariants"][0]
+    assert new["InitialInstanceCount"] == 2 and new["InstanceType"] == "ml.g4dn.xlarge"
+    assert sm.describe_model(ModelName=u["model"])["PrimaryContainer"]["ModelDataUrl"].endswith(
+        "model-v2.tar.gz"
+    )
+
+    d = deploy(moto_url, "delete", "--name", "yolox-rt")
+    assert "endpoint yolox-rt" in d["deleted"]
+    assert not [e for e in sm.list_endpoints()["Endpoints"] if e["EndpointName"] == "yolox-rt"]
+    assert not [c for c in sm.list_endpoint_configs(NameContains="yolox-rt")["EndpointConfigs"]], (
+        "both configs removed"
+    )
+    assert not [m for m in sm.list_models(NameContains="yolox-rt")["Models"]]
+    assert not aas.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=["endpoint/yolox-rt/variant/AllTraffic"]
+    )["ScalableTargets"]
+
+
+def test_async_endpoint_scales_to_zero(moto_url: str) -> None:
+    sns = client("sns", moto_url)
+    ok = sns.create_topic(Name="tracks-done")["TopicArn"]
+    bad = sns.create_topic(Name="tracks-failed")["TopicArn"]
+    r = deploy(moto_url, "async", "--name", "yolox-async", "--model-data", "s3://models/yolox/model.tar.gz",
+               "--image", IMAGE, "--role", ROLE, "--output-s3", "s3://results/out/", "--failure-s3",
+               "s3://results/failed/", "--sns-success", ok, "--sns-error", bad, "--max-concurrent", "2",
+               "--max-instances", "3")  # fmt: skip
+    cfg = client("sagemaker", moto_url).describe_endpoint_config(EndpointConfigName=r["config"])
+    ac = cfg["AsyncInferenceConfig"]
+    assert (
+        ac["OutputConfig"]["S3OutputPath"] == "s3://results/out/"
+        and ac["OutputConfig"]["S3FailurePath"] == "s3://results/failed/"
+    )
+    assert ac["OutputConfig"]["NotificationConfig"] == {"SuccessTopic": ok, "ErrorTopic": bad}
+    assert ac["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == 2
+    aas = client("application-autoscaling", moto_url)
+    rid = "endpoint/yolox-async/variant/AllTraffic"
+    tgt = aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[rid])["ScalableTargets"]
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in tgt] == [(0, 3)], "scale to zero"
+    pols = {
+        p["PolicyName"]: p
+        for p in aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=rid)[
+            "ScalingPolicies"
+        ]
+    }
+    backlog = pols["yolox-async-backlog"]["TargetTrackingScalingPolicyConfiguration"][
+        "CustomizedMetricSpecification"
+    ]
+    assert backlog["MetricName"] == "ApproximateBacklogSizePerInstance"
+    step = pols["yolox-async-from-zero"]
+    assert step["PolicyType"] == "StepScaling"
+    alarm = client("cloudwatch", moto_url).describe_alarms(AlarmNames=[r["alarm"]])["MetricAlarms"][0]
+    assert alarm["MetricName"] == "HasBacklogWithoutCapacity" and alarm["AlarmActions"] == [step["PolicyARN"]]
+    d = deploy(moto_url, "delete", "--name", "yolox-async")
+    assert any(x.startswith("alarm ") for x in d["deleted"])
+    assert not client("cloudwatch", moto_url).describe_alarms(AlarmNames=[r["alarm"]])["MetricAlarms"]
+
+
+def test_batch_processing_job(moto_url: str) -> None:
+    r = deploy(moto_url, "batch", "--job", "games-2026-11", "--image", IMAGE, "--role", ROLE, "--input-s3",
+               "s3://videos/in/", "--output-s3", "s3://videos/out/", "--model-s3", "s3://models/yolox/")  # fmt: skip
+    job = client("sagemaker", moto_url).describe_processing_job(ProcessingJobName=r["job"])
+    assert job["AppSpecification"]["ContainerEntrypoint"] == ["python", "-m", "deploy.sagemaker.processing"]
+    ins = {i["InputName"]: i["S3Input"] for i in job["ProcessingInputs"]}
+    assert (
+        ins["videos"]["S3Uri"] == "s3://videos/in/"
+        and ins["videos"]["LocalPath"] == "/opt/ml/processing/input"
+    )
+    assert job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == "s3://videos/out/"
+
+
+def test_failures_are_clear(moto_url: str) -> None:
+    res = run_trackcast("deploy", "realtime", "--name", "x", "--model-data", "s3://m/m.tar.gz", "--image", IMAGE,
+                        "--endpoint-url", moto_url, "--region", "eu-west-1")  # fmt: skip
+    assert res.returncode == 2 and "no execution role" in res.stderr
+    res = run_trackcast("deploy", "realtime", "--name", "x", "--model-data", "s3://m/m.tar.gz", "--image", IMAGE,
+                        "--role", "trackcast-role", "--endpoint-url", moto_url, "--region", "eu-west-1")  # fmt: skip
+    assert res.returncode == 2 and "must be an IAM role ARN" in res.stderr
+    res = run_trackcast(
+        "deploy", "delete", "--name", "never-made", "--endpoint-url", moto_url, "--region", "eu-west-1"
+    )
+    assert res.returncode == 2 and "never-made" in res.stderr and "Traceback" not in res.stderr
+    res = run_trackcast("invoke-async", str(Path(__file__)), "--endpoint", "e", "--input-s3", "s3://no-such-bucket/in/",
+                        "--endpoint-url", moto_url, "--region", "eu-west-1")  # fmt: skip
+    assert res.returncode == 2 and "bucket" in res.stderr
+
+
+@needs_shared
+def test_async_handler_and_processing_job_equal_trackcast_track(tmp_path: Path) -> None:
+    """Run locally on the futsal clip: same MOT results as `trackcast track`, a decodable video, a summary."""
+    import av
+
+    from deploy.sagemaker import inference
+
+    ref = tmp_path / "ref.txt"
+    res = run_trackcast(
+        "track", str(FUTSAL), "--model", str(MODEL), "--classes", "0", "--out", str(ref), "--no-progress"
+    )
+    assert res.returncode == 0, res.stderr
+
+    # the async endpoint's handler, through the toolkit functions, with the model dir of a package
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.onnx").symlink_to(MODEL)
+    (model_dir / "trackcast-model.json").write_text(json.dumps({"preprocess": "yolox", "classes": [0]}))
+    model = inference.model_fn(str(model_dir))
+    body, ctype = inference.output_fn(
+        inference.predict_fn(inference.input_fn(FUTSAL.read_bytes(), "video/mp4"), model), "*/*"
+    )
+    assert ctype == "application/x-tar"
+    out = tmp_path / "async"
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        tar.extractall(out, filter="data")
+
+    # the processing job's entry point, on an input folder
+    (tmp_path / "in" / "day1").mkdir(parents=True)
+    (tmp_path / "in" / "day1" / "futsal.mp4").symlink_to(FUTSAL)
+    (tmp_path / "in" / "notes.mp4").write_text("not a video")
+    proc = subprocess.run([sys.executable, "-m", "deploy.sagemaker.processing", "--input", str(tmp_path / "in"),
+                           "--output", str(tmp_path / "out"), "--model", str(MODEL), "--classes", "0"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 1, "one input was not a video: reported, the other still processed"
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [(v["video"], v["ok"]) for v in manifest["videos"]] == [
+        ("day1/futsal.mp4", True),
+        ("notes.mp4", False),
+    ]
+
+    want = read_mot(ref)
+    for tracks, video, summary in (
+        (out / "tracks.txt", out / "annotated.mp4", out / "summary.json"),
+        (tmp_path / "out/day1/futsal.tracks.txt", tmp_path / "out/day1/futsal.annotated.mp4", tmp_path / "out/day1/futsal.summary.json"),
+    ):  # fmt: skip
+        got = read_mot(tracks)
+        assert got.shape == want.shape and np.array_equal(got, want)
+        with av.open(str(video)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 262
+        s = json.loads(summary.read_text())
+        assert s["frames"] == 262 and s["track_ids"] == len(np.unique(want[:, 1]))
+
+
+@needs_shared
+def test_long_video_in_constant_memory(tmp_path: Path) -> None:
+    """A looped input ~10x the clip: peak RSS stays where a short run's is (streamed, not loaded)."""
+    import shutil
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg is not installed (make test installs it)")
+    long = tmp_path / "long.mp4"
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-stream_loop", "9", "-i", str(FUTSAL), "-an", "-c", "copy", str(long)],
+        check=True,
+    )
+
+    def peak(video: Path) -> float:
+        t0 = time.time()
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", *__import__("tests.conftest", fromlist=["x"]).trackcast_cmd(),
+                            "track", str(video), "--detector", "motion", "--out", str(tmp_path / "t.txt"),
+                            "--out-video", str(tmp_path / "v.mp4"), "--no-progress"],
+                           capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        assert time.time() - t0 > 0
+        return float(p.stderr.strip().splitlines()[-1]) / 1024  # MB
+
+    short, longer = peak(FUTSAL), peak(long)
+    assert longer < short * 1.15 + 30, f"peak RSS grew with the video: {short:.0f} MB -> {longer:.0f} MB"
