@@ -373,7 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("loadtest-out"))
     p.add_argument("--find-max", action="store_true", help="raise N until latency or drops cross the bounds")
     p.add_argument("--max-p99-ms", type=float, default=250.0)
-    p.add_argument("--max-drop", type=float, default=0.02, help="largest drop rate that still holds")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.05,
+        help="largest drop rate that still holds (live RTSP arrives in bursts: a few frames are always superseded)",
+    )
     p.add_argument("--min-fps-ratio", type=float, default=0.9, help="processed/source fps that still holds")
     p.add_argument("--max-n", type=int, default=64)
     p.add_argument(
