@@ -301,3 +301,67 @@ def test_long_video_in_constant_memory(tmp_path: Path) -> None:
 
     short, longer = peak(FUTSAL), peak(long)
     assert longer < short * 1.15 + 30, f"peak RSS grew with the video: {short:.0f} MB -> {longer:.0f} MB"
+
+
+@needs_shared
+def test_invoke_async_round_trip(moto_url: str, tmp_path: Path) -> None:
+    """Upload, InvokeEndpointAsync (moto), the real handler does the work, wait, download, unpack."""
+    from deploy.sagemaker import inference
+    from deploy.sagemaker.async_client import invoke_async
+    from deploy.sagemaker.manage import Clients, DeployError
+
+    s3 = client("s3", moto_url)
+    s3.create_bucket(Bucket="async-in", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    clients = Clients("eu-west-1", moto_url)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.onnx").symlink_to(MODEL)
+    (model_dir / "trackcast-model.json").write_text(json.dumps({"classes": [0]}))
+    model = inference.model_fn(str(model_dir))
+    calls = []
+
+    def endpoint_works(http_response, parsed, **kwargs):  # type: ignore[no-untyped-def]
+        """What the async endpoint does: read the input from S3, run the handler, write the result."""
+        calls.append(parsed["OutputLocation"])
+        request = kwargs["context"]["trackcast_request"]
+        ib, _, ik = request["InputLocation"][5:].partition("/")
+        body = s3.get_object(Bucket=ib, Key=ik)["Body"].read()
+        out = inference.output_fn(
+            inference.predict_fn(inference.input_fn(body, request["ContentType"]), model), "*/*"
+        )[0]
+        ob, _, ok = parsed["OutputLocation"][5:].partition("/")
+        s3.put_object(Bucket=ob, Key=ok, Body=out)
+
+    def keep_request(params, context, **kwargs):  # type: ignore[no-untyped-def]
+        context["trackcast_request"] = params
+
+    rt = clients("sagemaker-runtime")
+    rt.meta.events.register("before-parameter-build.sagemaker-runtime.InvokeEndpointAsync", keep_request)
+    rt.meta.events.register("after-call.sagemaker-runtime.InvokeEndpointAsync", endpoint_works)
+    res = invoke_async(
+        clients, FUTSAL, "yolox-async", "s3://async-in/videos/", tmp_path / "result", timeout=120, poll=0.5
+    )
+    assert len(calls) == 1 and res["output"] == calls[0]
+    got = read_mot(tmp_path / "result" / "tracks.txt")
+    ref = tmp_path / "ref.txt"
+    assert run_trackcast("track", str(FUTSAL), "--model", str(MODEL), "--classes", "0", "--out", str(ref),
+                         "--no-progress").returncode == 0  # fmt: skip
+    assert np.array_equal(got, read_mot(ref))
+    assert json.loads((tmp_path / "result" / "summary.json").read_text())["frames"] == 262
+    assert (tmp_path / "result" / "annotated.mp4").stat().st_size > 100_000
+    assert any(o["Key"].startswith("videos/") and o["Key"].endswith(FUTSAL.name)
+               for o in s3.list_objects_v2(Bucket="async-in")["Contents"])  # fmt: skip
+
+    # an endpoint failure comes back as a clear error
+    import urllib.request
+
+    req = urllib.request.Request(f"{moto_url}/moto-api/static/sagemaker/async-endpoint-results", method="POST",
+                                 data=json.dumps({"region": "eu-west-1", "results": [{"is_failure": True,
+                                 "data": "ModelError: frame 12 could not be decoded"}]}).encode(),
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    urllib.request.urlopen(req, timeout=10).read()
+    fresh = Clients("eu-west-1", moto_url)
+    with pytest.raises(DeployError, match="frame 12 could not be decoded"):
+        invoke_async(
+            fresh, FUTSAL, "yolox-async", "s3://async-in/videos/", tmp_path / "r2", timeout=30, poll=0.5
+        )

@@ -75,11 +75,16 @@ def invoke_async(clients: Clients, video: Path, endpoint: str, input_s3: str, ou
     ob, ok = _split(output)
     data = s3.get_object(Bucket=ob, Key=ok)["Body"].read()
     out.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        names = tar.getnames()
-        if set(names) - {"tracks.txt", "annotated.mp4", "summary.json"}:
-            raise DeployError(f"unexpected result from {endpoint}: {names}")
-        tar.extractall(out, filter="data")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            names = tar.getnames()
+            if not names or set(names) - {"tracks.txt", "annotated.mp4", "summary.json"}:
+                raise DeployError(f"unexpected result from {endpoint}: {names}")
+            tar.extractall(out, filter="data")
+    except tarfile.ReadError as exc:
+        raise DeployError(
+            f"the result at {output} is not a trackcast result archive ({len(data)} bytes)"
+        ) from exc
     return {"output": output, "files": sorted(str(out / n) for n in names)}
 
 

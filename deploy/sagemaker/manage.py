@@ -338,19 +338,57 @@ class Deployer:
             self.c("sagemaker").create_processing_job(
                 ProcessingJobName=job,
                 RoleArn=_check_role(role),
-                AppSpecification={"ImageUri": image, "ContainerEntrypoint": ["python", "-m", "deploy.sagemaker.processing"],
-                                  "ContainerArguments": ["--model", "/opt/ml/processing/model/model.onnx",
-                                                         "--preprocess", preprocess]},
+                AppSpecification={
+                    "ImageUri": image,
+                    "ContainerEntrypoint": ["python", "-m", "deploy.sagemaker.processing"],
+                    "ContainerArguments": [
+                        "--model",
+                        "/opt/ml/processing/model/model.onnx",
+                        "--preprocess",
+                        preprocess,
+                    ],
+                },
                 ProcessingInputs=[
-                    {"InputName": "videos", "S3Input": {"S3Uri": input_s3, "LocalPath": "/opt/ml/processing/input",
-                     "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "ShardedByS3Key"}},
-                    {"InputName": "model", "S3Input": {"S3Uri": model_s3, "LocalPath": "/opt/ml/processing/model",
-                     "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}},
+                    {
+                        "InputName": "videos",
+                        "S3Input": {
+                            "S3Uri": input_s3,
+                            "LocalPath": "/opt/ml/processing/input",
+                            "S3DataType": "S3Prefix",
+                            "S3InputMode": "File",
+                            "S3DataDistributionType": "ShardedByS3Key",
+                        },
+                    },
+                    {
+                        "InputName": "model",
+                        "S3Input": {
+                            "S3Uri": model_s3,
+                            "LocalPath": "/opt/ml/processing/model",
+                            "S3DataType": "S3Prefix",
+                            "S3InputMode": "File",
+                            "S3DataDistributionType": "FullyReplicated",
+                        },
+                    },
                 ],
-                ProcessingOutputConfig={"Outputs": [{"OutputName": "tracks", "S3Output": {
-                    "S3Uri": output_s3, "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
-                ProcessingResources={"ClusterConfig": {"InstanceCount": count, "InstanceType": instance_type,
-                                                       "VolumeSizeInGB": 100}},
+                ProcessingOutputConfig={
+                    "Outputs": [
+                        {
+                            "OutputName": "tracks",
+                            "S3Output": {
+                                "S3Uri": output_s3,
+                                "LocalPath": "/opt/ml/processing/output",
+                                "S3UploadMode": "EndOfJob",
+                            },
+                        }
+                    ]
+                },
+                ProcessingResources={
+                    "ClusterConfig": {
+                        "InstanceCount": count,
+                        "InstanceType": instance_type,
+                        "VolumeSizeInGB": 100,
+                    }
+                },
                 StoppingCondition={"MaxRuntimeInSeconds": max_runtime_s},
                 Tags=[{"Key": "trackcast:job", "Value": job}],
             )
