@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,45 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtest.peers import Mosquitto
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 CLIPS = [SHARED / "video" / "pedestrians_720p25.mp4", SHARED / "video" / "futsal_broadcast_720x1280p30.mp4"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    def __init__(self) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
-            raise SystemExit("bench: mosquitto not found (make test installs it)")
-        self.port = _free_port()
-        self.dir = tempfile.mkdtemp(prefix="bench-mqtt-")
-        conf = Path(self.dir) / "m.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-            + ("user root\n" if os.geteuid() == 0 else "")
-        )
-        self.proc = subprocess.Popen(
-            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("bench: mosquitto did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def plain_decode(clips: list[Path], seconds: float, thread_type: str) -> float:
@@ -172,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: not found: {', '.join(missing)} (is ../shared beside the checkout?)", file=sys.stderr)
         return 2
     clips = [CLIPS[i % len(CLIPS)] for i in range(args.streams)]
-    broker = Broker()
+    broker = Mosquitto(Path(tempfile.mkdtemp(prefix="bench-mqtt-"))).start()
     try:
         # Plain decoding at its best setting for N parallel streams on this machine (conservative ratio).
         decode_fps = {tt: plain_decode(clips, args.seconds, tt) for tt in ("AUTO", "SLICE")}
@@ -186,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         recv.close()
     finally:
         broker.stop()
+        shutil.rmtree(broker.dir, ignore_errors=True)
     added = [
         (ts - m["capture_ts"]) * 1000 - m["latency_ms"]["detect"]
         for _, m, ts in recv.rows[len(recv.rows) // 10 :]

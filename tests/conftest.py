@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from loadtest.peers import trackcast_cmd
+
+__all__ = ["FIXTURES", "ROOT", "SEQUENCES", "SHARED", "SHARED_DATA", "run_trackcast", "trackcast_cmd"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("TRACKCAST_SHARED", ROOT.parent / "shared")).resolve()
@@ -30,17 +32,6 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"../shared is absent (looked for {SHARED_DATA})")
     return SHARED_DATA
-
-
-def trackcast_cmd() -> list[str]:
-    """The installed ``trackcast`` command of this environment."""
-    exe = Path(sys.executable).with_name("trackcast")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("trackcast")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "service.cli"]
 
 
 def run_trackcast(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

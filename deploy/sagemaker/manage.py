@@ -142,6 +142,16 @@ class Deployer:
             raise _explain(exc, f"create endpoint config {config}") from exc
         return config
 
+    def _create_endpoint(self, name: str, config: str, wait: bool) -> None:
+        try:
+            self.c("sagemaker").create_endpoint(
+                EndpointName=name, EndpointConfigName=config, Tags=self._tags(name)
+            )
+        except Exception as exc:
+            raise _explain(exc, f"create endpoint {name}") from exc
+        if wait:
+            self.wait(name)
+
     def wait(self, name: str, timeout: float = 1800, poll: float = 15) -> str:
         deadline = time.monotonic() + timeout
         while True:
@@ -161,14 +171,7 @@ class Deployer:
                  autoscale: tuple[int, int, float] | None = None, wait: bool = True) -> dict[str, Any]:  # fmt: skip
         model = self.create_model(name, spec)
         config = self.create_config(name, model, instance_type, count, variant, data_capture_s3)
-        try:
-            self.c("sagemaker").create_endpoint(
-                EndpointName=name, EndpointConfigName=config, Tags=self._tags(name)
-            )
-        except Exception as exc:
-            raise _explain(exc, f"create endpoint {name}") from exc
-        if wait:
-            self.wait(name)
+        self._create_endpoint(name, config, wait)
         if autoscale:
             lo, hi, target = autoscale
             self.register_scaling(name, variant, lo, hi)
@@ -240,14 +243,7 @@ class Deployer:
         }
         model = self.create_model(name, spec)
         config = self.create_config(name, model, instance_type, 1, variant, async_config=async_config)
-        try:
-            self.c("sagemaker").create_endpoint(
-                EndpointName=name, EndpointConfigName=config, Tags=self._tags(name)
-            )
-        except Exception as exc:
-            raise _explain(exc, f"create endpoint {name}") from exc
-        if wait:
-            self.wait(name)
+        self._create_endpoint(name, config, wait)
         aas = self.c("application-autoscaling")
         rid = f"endpoint/{name}/variant/{variant}"
         self.register_scaling(name, variant, 0, max_instances)
