@@ -25,7 +25,7 @@ from service.errors import ConfigError, ServiceError
 from service.metrics import Metrics
 from service.mqtt import Publisher
 from service.pipeline import Batcher, StreamState
-from service.sources import VideoSource
+from service.sources import ThreadSource, VideoSource
 from tracker import ByteTracker
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Service:
         self.metrics = Metrics(registry)
         self.publisher = Publisher(settings.mqtt, settings.instance, self.metrics)
         self.streams: dict[str, StreamState] = {}
-        self.sources: dict[str, VideoSource] = {}
+        self.sources: dict[str, ThreadSource] = {}
         self.whip: dict[str, Any] = {}
         self.detector: Detector | None = detector
         self.batcher: Batcher | None = None
@@ -107,7 +107,7 @@ class Service:
 
             syn = SyntheticSource(cfg, self.detector.spec, asyncio.get_running_loop(), state.offer, state.set_status,
                                   state.set_info, lambda: bool(state.listeners))  # fmt: skip
-            self.sources[cfg.id] = syn  # type: ignore[assignment]
+            self.sources[cfg.id] = syn
             syn.start()
         elif not cfg.is_whip:
             src = VideoSource(

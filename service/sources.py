@@ -75,7 +75,77 @@ class Sampler:
         return False
 
 
-class VideoSource:
+class ThreadSource:
+    """What every source thread shares: its lifecycle and the coalescing handoff to the event loop.
+
+    Frames cross to the loop through an inbox; one loop callback drains a burst, so a busy stream
+    costs one wake-up per burst, not one per frame. Subclasses implement ``_run`` and hand frames
+    to ``_deliver``; ``_sink`` (offer for live streams, put for replay) receives them on the loop.
+    """
+
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        spec: InputSpec,
+        loop: asyncio.AbstractEventLoop,
+        sink: Callable[[FrameItem], None],
+        on_status: Callable[[str, str | None], None],
+        on_info: Callable[[dict[str, Any]], None],
+        keep_image: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.cfg = cfg
+        self.spec = spec
+        self.loop = loop
+        self._sink = sink
+        self._on_status = on_status
+        self._on_info = on_info
+        self._keep_image = keep_image
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"source-{cfg.id}", daemon=True)
+        self.finished = asyncio.Event()
+        self._inbox: deque[FrameItem] = deque()
+        self._inbox_lock = threading.Lock()
+        self._scheduled = False
+
+    def _run(self) -> None:  # pragma: no cover - overridden
+        raise TypeError("ThreadSource subclasses implement _run")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the event loop (from the source thread), unless the loop is gone."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _deliver(self, item: FrameItem) -> None:
+        """Thread side: queue a frame for the loop, waking it only if no drain is pending."""
+        self._inbox.append(item)
+        with self._inbox_lock:
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._call(self._drain)
+
+    def _drain(self) -> None:
+        """Loop side: hand every queued frame to the stream, in order."""
+        with self._inbox_lock:
+            self._scheduled = False
+        while self._inbox:
+            self._sink(self._inbox.popleft())
+
+    def _finish(self) -> None:
+        self._call(self.finished.set)
+
+
+class VideoSource(ThreadSource):
     """One PyAV decode thread feeding one stream."""
 
     def __init__(
@@ -91,62 +161,17 @@ class VideoSource:
         on_reconnect: Callable[[], None],
         keep_image: Callable[[], bool] = lambda: False,
     ) -> None:
-        self.cfg = cfg
-        self.spec = spec
-        self.loop = loop
-        self._offer = offer
-        self._put = put
-        self._permits = permits
-        self._on_status = on_status
-        self._on_info = on_info
-        self._on_reconnect = on_reconnect
-        self._keep_image = keep_image
         self.replay = cfg.effective_mode == "replay"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"source-{cfg.id}", daemon=True)
+        super().__init__(cfg, spec, loop, put if self.replay else offer, on_status, on_info, keep_image)
+        self._permits = permits
+        self._on_reconnect = on_reconnect
         self.index = 0
         self.sample = 0
         self.fps: float | None = None
-        self.finished = asyncio.Event()
-        # Frames cross to the event loop through this inbox; one loop callback drains a burst,
-        # so a busy stream costs one wake-up per burst, not one per frame.
-        self._inbox: deque[FrameItem] = deque()
-        self._inbox_lock = threading.Lock()
-        self._scheduled = False
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    # ------------------------------------------------------------------ handoff
-    def _deliver(self, item: FrameItem) -> None:
-        """Thread side: queue a frame for the loop, waking it only if no drain is pending."""
-        self._inbox.append(item)
-        with self._inbox_lock:
-            if self._scheduled:
-                return
-            self._scheduled = True
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        """Loop side: hand every queued frame to the stream, in order."""
-        with self._inbox_lock:
-            self._scheduled = False
-        deliver = self._put if self.replay else self._offer
-        while self._inbox:
-            deliver(self._inbox.popleft())
 
     # ------------------------------------------------------------------ thread side
     def _status(self, state: str, reason: str | None) -> None:
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._on_status, state, reason)
+        self._call(self._on_status, state, reason)
 
     def _url(self) -> str:
         url = self.cfg.url
@@ -164,7 +189,7 @@ class VideoSource:
         try:
             while not self._stop.is_set():
                 if not first_attempt:
-                    self.loop.call_soon_threadsafe(self._on_reconnect)
+                    self._call(self._on_reconnect)
                 first_attempt = False
                 self._status("connecting", None)
                 try:
@@ -201,8 +226,7 @@ class VideoSource:
             log.exception("stream %s: source thread failed", self.cfg.id)
             self._status("offline", f"internal error: {type(exc).__name__}")
         finally:
-            if not self.loop.is_closed():
-                self.loop.call_soon_threadsafe(self.finished.set)
+            self._finish()
 
     def _stall_timeout(self) -> float:
         if self.cfg.stall_timeout_s:

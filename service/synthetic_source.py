@@ -8,7 +8,6 @@ live camera: letterboxed once, freshest frame wins.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from detector_client.base import InputSpec
 from service.config import StreamConfig
-from service.sources import FrameItem, Sampler
+from service.sources import FrameItem, Sampler, ThreadSource
 from service.synthetic import Scene, pitch, render
 
 
@@ -29,7 +28,7 @@ def parse(url: str) -> dict[str, float]:
     return out
 
 
-class SyntheticSource:
+class SyntheticSource(ThreadSource):
     def __init__(
         self,
         cfg: StreamConfig,
@@ -40,32 +39,16 @@ class SyntheticSource:
         on_info: Callable[[dict[str, Any]], None],
         keep_image: Callable[[], bool] = lambda: False,
     ) -> None:
-        self.cfg = cfg
-        self.spec = spec
-        self.loop = loop
-        self._offer = offer
-        self._on_status = on_status
-        self._on_info = on_info
-        self._keep_image = keep_image
+        super().__init__(cfg, spec, loop, offer, on_status, on_info, keep_image)
         p = parse(cfg.url)
         self.fps = p["fps"]
         self.scene = Scene(
             width=int(p["width"]), height=int(p["height"]), players=int(p["players"]), seed=int(p["seed"])
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"source-{cfg.id}", daemon=True)
-        self.finished = asyncio.Event()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def _run(self) -> None:
-        call = self.loop.call_soon_threadsafe
-        call(self._on_info, {"fps": self.fps, "width": self.scene.width, "height": self.scene.height})
-        call(self._on_status, "online", None)
+        self._call(self._on_info, {"fps": self.fps, "width": self.scene.width, "height": self.scene.height})
+        self._call(self._on_status, "online", None)
         bg = pitch(self.scene.width, self.scene.height, seed=1)
         sampler = Sampler(self.cfg.detect_fps)
         start = time.monotonic()
@@ -85,6 +68,5 @@ class SyntheticSource:
             prepared = self.spec.prepare(img, stream=self.cfg.id, index=index)
             item = FrameItem(self.cfg.id, index, sample, t, time.time(), prepared,
                              img if self._keep_image() else None, time.perf_counter() - t0)  # fmt: skip
-            call(self._offer, item)
-        if not self.loop.is_closed():
-            call(self.finished.set)
+            self._deliver(item)
+        self._finish()
