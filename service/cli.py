@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from training.cli import add_parsers as add_training_parsers
+from training.errors import TrainingError
+
 
 class CliError(Exception):
     """A user-facing error: printed as ``trackcast: error: ...`` with exit status 2."""
@@ -450,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("loadtest", help="N live RTSP streams against a service: latency, fps, CPU, RSS (see loadtest --help)",
                    add_help=False)  # fmt: skip
     _add_deploy_parsers(sub)
+    add_training_parsers(sub)
     p = sub.add_parser("serve", help="run the streaming service", description=cmd_serve.__doc__)
     p.add_argument(
         "--config",
@@ -535,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rc: int = args.func(args)
-    except CliError as exc:
+    except (CliError, TrainingError) as exc:
         print(f"trackcast: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

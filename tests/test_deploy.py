@@ -8,15 +8,12 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
 
-from loadtest.peers import free_port, port_open, wait_for
-from tests.conftest import SHARED_DATA, run_trackcast
+from tests.conftest import SHARED_DATA, aws_client, run_trackcast
 from tracker.mot import read_mot
 
 MODEL = SHARED_DATA / "models" / "yolox_nano_416x416.onnx"
@@ -26,28 +23,7 @@ ROLE = "arn:aws:iam::123456789012:role/trackcast-sagemaker"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/trackcast-serve:latest"
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_for(lambda: port_open(port), 30, "moto server")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-
-
-def client(service: str, url: str):  # type: ignore[no-untyped-def]
-    return boto3.client(service, endpoint_url=url, region_name="eu-west-1")
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 def deploy(url: str, *args: str) -> dict:  # type: ignore[type-arg]
@@ -58,7 +34,7 @@ def deploy(url: str, *args: str) -> dict:  # type: ignore[type-arg]
 
 @needs_shared
 def test_package_builds_and_uploads(moto_url: str, tmp_path: Path) -> None:
-    client("s3", moto_url).create_bucket(
+    aws_client("s3", moto_url).create_bucket(
         Bucket="models", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
     )
     out = tmp_path / "model.tar.gz"
@@ -74,12 +50,12 @@ def test_package_builds_and_uploads(moto_url: str, tmp_path: Path) -> None:
     assert {"model.onnx", "code/inference.py", "code/requirements.txt", "code/deploy/sagemaker/inference.py",
             "code/detector_client/yolox.py", "code/tracker/byte_tracker.py"} <= names  # fmt: skip
     assert cfg["preprocess"] == "yolox" and cfg["classes"] == [0]
-    head = client("s3", moto_url).head_object(Bucket="models", Key="yolox/model.tar.gz")
+    head = aws_client("s3", moto_url).head_object(Bucket="models", Key="yolox/model.tar.gz")
     assert head["ContentLength"] == out.stat().st_size
 
 
 def test_realtime_update_delete(moto_url: str) -> None:
-    sm = client("sagemaker", moto_url)
+    sm = aws_client("sagemaker", moto_url)
     r = deploy(moto_url, "realtime", "--name", "yolox-rt", "--model-data", "s3://models/yolox/model.tar.gz",
                "--image", IMAGE, "--role", ROLE, "--instance-type", "ml.g4dn.xlarge", "--count", "2",
                "--data-capture", "s3://models/capture/", "--autoscale", "1", "4", "100")  # fmt: skip
@@ -97,7 +73,7 @@ def test_realtime_update_delete(moto_url: str) -> None:
     model = sm.describe_model(ModelName=r["model"])
     assert model["ExecutionRoleArn"] == ROLE and model["PrimaryContainer"]["Image"] == IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://models/yolox/model.tar.gz"
-    aas = client("application-autoscaling", moto_url)
+    aas = aws_client("application-autoscaling", moto_url)
     tgt = aas.describe_scalable_targets(
         ServiceNamespace="sagemaker", ResourceIds=["endpoint/yolox-rt/variant/AllTraffic"]
     )
@@ -154,14 +130,14 @@ def test_realtime_update_delete(moto_url: str) -> None:
 
 
 def test_async_endpoint_scales_to_zero(moto_url: str) -> None:
-    sns = client("sns", moto_url)
+    sns = aws_client("sns", moto_url)
     ok = sns.create_topic(Name="tracks-done")["TopicArn"]
     bad = sns.create_topic(Name="tracks-failed")["TopicArn"]
     r = deploy(moto_url, "async", "--name", "yolox-async", "--model-data", "s3://models/yolox/model.tar.gz",
                "--image", IMAGE, "--role", ROLE, "--output-s3", "s3://results/out/", "--failure-s3",
                "s3://results/failed/", "--sns-success", ok, "--sns-error", bad, "--max-concurrent", "2",
                "--max-instances", "3")  # fmt: skip
-    cfg = client("sagemaker", moto_url).describe_endpoint_config(EndpointConfigName=r["config"])
+    cfg = aws_client("sagemaker", moto_url).describe_endpoint_config(EndpointConfigName=r["config"])
     ac = cfg["AsyncInferenceConfig"]
     assert (
         ac["OutputConfig"]["S3OutputPath"] == "s3://results/out/"
@@ -169,7 +145,7 @@ def test_async_endpoint_scales_to_zero(moto_url: str) -> None:
     )
     assert ac["OutputConfig"]["NotificationConfig"] == {"SuccessTopic": ok, "ErrorTopic": bad}
     assert ac["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == 2
-    aas = client("application-autoscaling", moto_url)
+    aas = aws_client("application-autoscaling", moto_url)
     rid = "endpoint/yolox-async/variant/AllTraffic"
     tgt = aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[rid])["ScalableTargets"]
     assert [(t["MinCapacity"], t["MaxCapacity"]) for t in tgt] == [(0, 3)], "scale to zero"
@@ -185,17 +161,17 @@ def test_async_endpoint_scales_to_zero(moto_url: str) -> None:
     assert backlog["MetricName"] == "ApproximateBacklogSizePerInstance"
     step = pols["yolox-async-from-zero"]
     assert step["PolicyType"] == "StepScaling"
-    alarm = client("cloudwatch", moto_url).describe_alarms(AlarmNames=[r["alarm"]])["MetricAlarms"][0]
+    alarm = aws_client("cloudwatch", moto_url).describe_alarms(AlarmNames=[r["alarm"]])["MetricAlarms"][0]
     assert alarm["MetricName"] == "HasBacklogWithoutCapacity" and alarm["AlarmActions"] == [step["PolicyARN"]]
     d = deploy(moto_url, "delete", "--name", "yolox-async")
     assert any(x.startswith("alarm ") for x in d["deleted"])
-    assert not client("cloudwatch", moto_url).describe_alarms(AlarmNames=[r["alarm"]])["MetricAlarms"]
+    assert not aws_client("cloudwatch", moto_url).describe_alarms(AlarmNames=[r["alarm"]])["MetricAlarms"]
 
 
 def test_batch_processing_job(moto_url: str) -> None:
     r = deploy(moto_url, "batch", "--job", "games-2026-11", "--image", IMAGE, "--role", ROLE, "--input-s3",
                "s3://videos/in/", "--output-s3", "s3://videos/out/", "--model-s3", "s3://models/yolox/")  # fmt: skip
-    job = client("sagemaker", moto_url).describe_processing_job(ProcessingJobName=r["job"])
+    job = aws_client("sagemaker", moto_url).describe_processing_job(ProcessingJobName=r["job"])
     assert job["AppSpecification"]["ContainerEntrypoint"] == ["python", "-m", "deploy.sagemaker.processing"]
     ins = {i["InputName"]: i["S3Input"] for i in job["ProcessingInputs"]}
     assert (
@@ -310,7 +286,7 @@ def test_invoke_async_round_trip(moto_url: str, tmp_path: Path) -> None:
     from deploy.sagemaker.async_client import invoke_async
     from deploy.sagemaker.manage import Clients, DeployError
 
-    s3 = client("s3", moto_url)
+    s3 = aws_client("s3", moto_url)
     s3.create_bucket(Bucket="async-in", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     clients = Clients("eu-west-1", moto_url)
     model_dir = tmp_path / "model"

@@ -21,12 +21,17 @@ F64 = npt.NDArray[np.float64]
 def read_mot(path: str | Path, min_cols: int = 7) -> F64:
     """Read a MOT text file into a float array [rows, cols] (at least ``min_cols`` columns)."""
     p = Path(path)
-    rows: list[list[float]] = []
-    width = 0
     try:
         text = p.read_text()
     except OSError as exc:
         raise MotFormatError(str(p), 0, f"cannot read: {exc.strerror or exc}") from exc
+    return parse_mot(text, str(p), min_cols)
+
+
+def parse_mot(text: str, source: str, min_cols: int = 7) -> F64:
+    """Parse MOT text (``source`` names it in errors) into a float array [rows, cols]."""
+    rows: list[list[float]] = []
+    width = 0
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -34,17 +39,17 @@ def read_mot(path: str | Path, min_cols: int = 7) -> F64:
         parts = line.replace(" ", "").split(",")
         if len(parts) < min_cols:
             raise MotFormatError(
-                str(p), lineno, f"expected at least {min_cols} comma-separated values, got {len(parts)}"
+                source, lineno, f"expected at least {min_cols} comma-separated values, got {len(parts)}"
             )
         try:
             vals = [float(v) for v in parts]
         except ValueError as exc:
-            raise MotFormatError(str(p), lineno, f"not a number: {exc}") from exc
+            raise MotFormatError(source, lineno, f"not a number: {exc}") from exc
         if vals[0] < 1 or vals[0] != int(vals[0]):
-            raise MotFormatError(str(p), lineno, f"frame must be an integer >= 1, got {parts[0]}")
+            raise MotFormatError(source, lineno, f"frame must be an integer >= 1, got {parts[0]}")
         if width and len(vals) != width:
             raise MotFormatError(
-                str(p), lineno, f"expected {width} values like the lines above, got {len(vals)}"
+                source, lineno, f"expected {width} values like the lines above, got {len(vals)}"
             )
         width = len(vals)
         rows.append(vals)
