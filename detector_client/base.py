@@ -53,9 +53,12 @@ class InputSpec:
             raise DetectorInputError(
                 f"frame {w}x{h} is too small to letterbox into {self.width}x{self.height}"
             )
-        out = np.full((self.height, self.width, 3), self.pad_value, dtype=np.uint8)
+        out = np.empty((self.height, self.width, 3), dtype=np.uint8)
         img = image_bgr if image_bgr.dtype == np.uint8 else np.clip(image_bgr, 0, 255).astype(np.uint8)
-        out[:nh, :nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        # resize straight into the top-left corner; fill only the padding
+        cv2.resize(img, (nw, nh), dst=out[:nh, :nw], interpolation=cv2.INTER_LINEAR)
+        out[nh:] = self.pad_value
+        out[:nh, nw:] = self.pad_value
         if self.channels == "rgb":
             out = np.ascontiguousarray(out[:, :, ::-1])
         return PreparedFrame(out, r, w, h, stream, index)

@@ -18,6 +18,9 @@ from typing import Any
 from training.cli import add_parsers as add_training_parsers
 from training.errors import TrainingError
 
+#: commands that decode video frame after frame (see ``service.video.keep_freed_frame_buffers``)
+DECODING_COMMANDS = {"serve", "track", "detect", "demo", "serve-model"}
+
 
 class CliError(Exception):
     """A user-facing error: printed as ``trackcast: error: ...`` with exit status 2."""
@@ -537,6 +540,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_loadtest(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in DECODING_COMMANDS:
+        from service.video import keep_freed_frame_buffers
+
+        keep_freed_frame_buffers()
     try:
         rc: int = args.func(args)
     except (CliError, TrainingError) as exc:

@@ -254,9 +254,7 @@ class VideoSource(ThreadSource):
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else None
             ctx = stream.codec_context
-            self.loop.call_soon_threadsafe(
-                self._on_info, {"fps": self.fps, "width": ctx.width, "height": ctx.height}
-            )
+            self._call(self._on_info, {"fps": self.fps, "width": ctx.width, "height": ctx.height})
             tb = float(stream.time_base) if stream.time_base else None
             t_open = time.monotonic()
             last_frame = t_open

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -207,3 +208,26 @@ def test_detect_cli_errors(tmp_path: Path, model_path: Path) -> None:
         "detect", str(notvideo), "--model", str(tmp_path / "none.onnx"), "--out", str(tmp_path / "d.txt")
     )
     assert res.returncode == 2 and "none.onnx: no such file" in res.stderr
+
+
+@pytest.mark.parametrize(("h", "w"), [(720, 1280), (1280, 720), (416, 416), (100, 37)])
+def test_letterbox_puts_the_resized_frame_top_left_and_pads_the_rest(h: int, w: int) -> None:
+    from detector_client.base import InputSpec
+
+    rng = np.random.default_rng(h * w)
+    img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    p = InputSpec(416, 416).prepare(img)
+    r = min(416 / h, 416 / w)
+    nw, nh = int(w * r), int(h * r)
+    assert p.ratio == r and (p.src_width, p.src_height) == (w, h)
+    np.testing.assert_array_equal(
+        p.image[:nh, :nw], cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    )
+    assert (p.image[nh:] == 114).all() and (p.image[:nh, nw:] == 114).all()
+
+
+def test_decoding_commands_keep_freed_frame_buffers() -> None:
+    from service.video import keep_freed_frame_buffers
+
+    # glibc (Debian): both mallopt calls are accepted
+    assert keep_freed_frame_buffers() is True
