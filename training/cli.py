@@ -75,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training import launch
     from training import storage as st
 
+    clients = _clients(args)
     channels: dict[str, str] = {}
     if args.dataset:
         root = args.dataset.rstrip("/") + "/"
@@ -83,9 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     hps = dict(args.hp or [])
     if args.dataset and "num_classes" not in hps:
         try:
-            classes = json.loads(
-                st.Storage(_clients(args)).read_text(args.dataset.rstrip("/") + "/classes.json")
-            )
+            classes = json.loads(st.Storage(clients).read_text(args.dataset.rstrip("/") + "/classes.json"))
             hps["num_classes"] = str(len(classes))
         except (TrainingError, ValueError):
             pass  # no classes.json: the default (1) or --hp num_classes=N
@@ -94,7 +93,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         channels=channels, instance_type=args.instance_type, instance_count=args.instance_count,
         volume_gb=args.volume_gb, max_runtime_s=args.max_runtime, spot=args.spot, hyperparameters=hps,
     )  # fmt: skip
-    clients = _clients(args)
     if args.action == "launch":
         res = launch.launch(clients, args.job_name or launch.default_name("yolox"), spec)
     else:
