@@ -21,7 +21,7 @@ import numpy as np
 
 from detector_client.base import Detector, PreparedFrame
 from service.annotate import Annotator
-from service.video import open_video
+from service.video import open_video, to_bgr
 from tracker import ByteTracker, TrackerConfig
 from tracker.mot import format_tracks
 
@@ -161,7 +161,7 @@ def track_video(
             try:
                 for frame in container.decode(stream):
                     index += 1
-                    img = frame.to_ndarray(format="bgr24")
+                    img = to_bgr(frame)
                     pending.append(
                         (detector.spec.prepare(img, stream="video", index=index), img if writer else None)
                     )

@@ -33,7 +33,7 @@ from detector_client.base import InputSpec, PreparedFrame
 from service.config import StreamConfig
 from service.errors import SourceError, redact_url
 from service.mqtt import Backoff
-from service.video import open_video
+from service.video import open_video, to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ class VideoSource(ThreadSource):
                         self._deliver(self._skip(capture_ts))
                         continue
                     self.sample += 1
-                    image = frame.to_ndarray(format="bgr24")
+                    image = to_bgr(frame)
                     prepared = self.spec.prepare(image, stream=self.cfg.id, index=self.index)
                     item = FrameItem(
                         self.cfg.id, self.index, self.sample, pts, capture_ts, prepared,

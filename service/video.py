@@ -34,6 +34,17 @@ def keep_freed_frame_buffers() -> bool:
     return bool(mallopt(m_mmap_threshold, 64 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
 
 
+def to_bgr(frame: Any) -> npt.NDArray[np.uint8]:
+    """A decoded PyAV video frame as an HxWx3 BGR array, converted by swscale in the calling thread.
+
+    PyAV's default (``threads=0``) makes a new swscale context per frame that starts its own
+    worker threads each time: two thread creations per frame, and on 2 cores about 0.15-0.4 ms
+    more CPU per 720p frame for the same pixels (checked identical). Every stream already decodes
+    in its own thread, so one conversion thread is what we want.
+    """
+    return frame.to_ndarray(format="bgr24", threads=1)  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedFrame:
     index: int  # 1-based, in decode order
@@ -109,7 +120,7 @@ def iter_frames(url: str, max_frames: int | None = None) -> Iterator[DecodedFram
             for frame in container.decode(stream):
                 index += 1
                 pts = frame.pts * tb if (frame.pts is not None and tb) else None
-                yield DecodedFrame(index, pts, frame.to_ndarray(format="bgr24"))
+                yield DecodedFrame(index, pts, to_bgr(frame))
                 if max_frames is not None and index >= max_frames:
                     return
         except av.error.FFmpegError as exc:

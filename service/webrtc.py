@@ -15,6 +15,7 @@ from typing import Any
 from detector_client.base import InputSpec
 from service.pipeline import StreamState
 from service.sources import FrameItem, Sampler
+from service.video import to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class WhipSession:
 
     def _convert(self, frame: Any, index: int, sample: int, capture_ts: float) -> FrameItem:
         t0 = time.perf_counter()
-        image = frame.to_ndarray(format="bgr24")
+        image = to_bgr(frame)
         prepared = self.spec.prepare(image, stream=self.state.id, index=index)
         pts = float(frame.time) if frame.time is not None else None
         keep = image if self.state.listeners else None

@@ -231,3 +231,18 @@ def test_decoding_commands_keep_freed_frame_buffers() -> None:
 
     # glibc (Debian): both mallopt calls are accepted
     assert keep_freed_frame_buffers() is True
+
+
+@pytest.mark.shared
+def test_bgr_conversion_matches_pyav_default(shared_data: Path) -> None:
+    """`to_bgr` (one swscale thread) gives the same pixels as PyAV's default conversion."""
+    import av
+
+    from service.video import to_bgr
+
+    for clip in ("pedestrians_720p25.mp4", "futsal_broadcast_720x1280p30.mp4"):
+        with av.open(str(shared_data / "video" / clip)) as c:
+            for i, frame in enumerate(c.decode(video=0)):
+                assert np.array_equal(to_bgr(frame), frame.to_ndarray(format="bgr24")), (clip, i)
+                if i == 20:
+                    break
