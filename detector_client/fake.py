@@ -37,25 +37,30 @@ class FakeDetector(Detector):
         self.per_frame_s = per_frame_ms / 1000
         self.boxes = boxes
 
-    def _frame(self, f: PreparedFrame) -> F64:
+    def _boxes(self, frames: Sequence[PreparedFrame]) -> list[F64]:
+        """``boxes`` detections per frame, spread across the frame and drifting with its index
+        (one vectorised computation per batch: the fake should cost the caller almost nothing)."""
         n = self.boxes
-        if n == 0:
-            return np.empty((0, 6))
-        k = np.arange(n)
-        w, h = f.src_width, f.src_height
-        cx = (w * (k + 0.5) / n + 2.0 * f.index) % w
-        cy = h * (0.3 + 0.4 * ((k * 37) % n) / max(n, 1))
-        bw, bh = max(8.0, w / (3 * n)), max(16.0, h / 6)
-        out = np.empty((n, 6))
-        out[:, 0], out[:, 1] = np.clip(cx - bw / 2, 0, w - 2), np.clip(cy - bh / 2, 0, h - 2)
-        out[:, 2], out[:, 3] = np.minimum(out[:, 0] + bw, w), np.minimum(out[:, 1] + bh, h)
-        out[:, 4] = 0.9
-        out[:, 5] = 0
-        return out
+        if n == 0 or not frames:
+            return [np.empty((0, 6)) for _ in frames]
+        k = np.arange(n, dtype=np.float64)
+        meta = np.array([(f.src_width, f.src_height, f.index) for f in frames], dtype=np.float64)
+        w, h, idx = meta[:, 0:1], meta[:, 1:2], meta[:, 2:3]
+        cx = (w * (k + 0.5) / n + 2.0 * idx) % w
+        cy = h * (0.3 + 0.4 * ((k * 37) % n) / n)
+        bw, bh = np.maximum(8.0, w / (3 * n)), np.maximum(16.0, h / 6)
+        out = np.empty((len(frames), n, 6))
+        out[:, :, 0] = np.clip(cx - bw / 2, 0, w - 2)
+        out[:, :, 1] = np.clip(cy - bh / 2, 0, h - 2)
+        out[:, :, 2] = np.minimum(out[:, :, 0] + bw, w)
+        out[:, :, 3] = np.minimum(out[:, :, 1] + bh, h)
+        out[:, :, 4] = 0.9
+        out[:, :, 5] = 0
+        return list(out)
 
     def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[F64]:
         time.sleep(self.latency_s + self.per_frame_s * len(frames))
-        return [self._frame(f) for f in frames]
+        return self._boxes(frames)
 
     async def detect(self, frames: Sequence[PreparedFrame]) -> list[F64]:
         """Waits like a remote endpoint would (no worker thread), bounded in flight."""
@@ -63,4 +68,4 @@ class FakeDetector(Detector):
             self._sem = asyncio.Semaphore(self.max_in_flight)
         async with self._sem:
             await asyncio.sleep(self.latency_s + self.per_frame_s * len(frames))
-            return [self._frame(f) for f in frames]
+            return self._boxes(frames)

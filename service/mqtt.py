@@ -87,6 +87,11 @@ class Publisher:
         self.tls = u.scheme == "mqtts"
         self.port = u.port or (8883 if self.tls else 1883)
         self.service_topic = f"{self.prefix}/service/{instance}/status"
+        # Per-message bookkeeping stays cheap: labelled children looked up once, the outbox depth
+        # read when /metrics is scraped.
+        self._published = {k: metrics.mqtt_published.labels(k) for k in ("tracks", "events", "status")}
+        metrics.outbox_depth.labels("events").set_function(lambda: len(self._events) + len(self._unacked))
+        metrics.outbox_depth.labels("tracks").set_function(lambda: len(self._tracks))
 
     # ------------------------------------------------------------------ topics and payloads
     def topic(self, stream: str, kind: str) -> str:
@@ -136,11 +141,6 @@ class Publisher:
     def _kick(self) -> None:
         self._idle.clear()
         self._wake.set()
-        self._gauge()
-
-    def _gauge(self) -> None:
-        self.metrics.outbox_depth.labels("events").set(len(self._events) + len(self._unacked))
-        self.metrics.outbox_depth.labels("tracks").set(len(self._tracks))
 
     @property
     def depth(self) -> int:
@@ -238,8 +238,8 @@ class Publisher:
 
         async def send(msg: Message) -> None:
             try:
-                await asyncio.wait_for(
-                    client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain), PUBLISH_TIMEOUT_S
+                await client.publish(
+                    msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, timeout=PUBLISH_TIMEOUT_S
                 )
             except Exception as exc:  # the connection is gone: the run loop reconnects and resends
                 if not failed.done():
@@ -248,10 +248,9 @@ class Publisher:
             finally:
                 window.release()
             self._unacked.remove(msg)
-            self.metrics.mqtt_published.labels(msg.kind).inc()
+            self._published[msg.kind].inc()
             if msg.on_sent is not None:
                 msg.on_sent(time.time())
-            self._gauge()
             if not self._events and not self._tracks and not self._unacked:
                 self._idle.set()
                 self._wake.set()
@@ -288,7 +287,6 @@ class Publisher:
         for msg in reversed(self._unacked):
             (self._events if msg.kind != "tracks" else self._tracks).appendleft(msg)
         self._unacked.clear()
-        self._gauge()
 
     async def flush(self, timeout: float) -> bool:
         """Wait until the outbox is empty (True) or ``timeout`` passes (False)."""

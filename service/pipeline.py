@@ -14,7 +14,6 @@ stream's sample counter, so frames skipped by ``detect_fps`` are not gaps, dropp
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import threading
@@ -31,7 +30,7 @@ from detector_client.base import Detector
 from service.config import StreamConfig, TrackerSettings
 from service.metrics import Metrics
 from service.mqtt import SCHEMA_VERSION, Publisher, dumps
-from service.sources import FrameItem
+from service.sources import Demand, FrameItem
 from tracker import ByteTracker, TrackerConfig, Tracks
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class StreamState:
         tracker_cfg: TrackerSettings,
         metrics: Metrics,
         publisher: Publisher,
-        wake: asyncio.Event,
+        wake: Wake,
         result_timeout_s: float,
     ) -> None:
         self.cfg = cfg
@@ -94,6 +93,7 @@ class StreamState:
         self.last_item: FrameItem | None = None
         self.accepting = True
         self._deferred_status: tuple[str, str | None] | None = None
+        self.pull: Callable[[], None] = _nothing  # hands over frames its source holds back (replay)
         self.listeners: list[Callable[[StreamState, FrameItem, Tracks], None]] = []
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
         metrics.add_stream(cfg.id)
@@ -332,6 +332,54 @@ class StreamState:
         }
 
 
+def _nothing() -> None:
+    pass
+
+
+class Wake:
+    """The batcher's wake-up flag: ``set`` from the streams, ``wait(timeout)`` in the batcher.
+
+    Like ``asyncio.Event`` with ``asyncio.wait_for``, without a task and a timer wrapper per wait
+    (the batcher waits several times per batch, the streams set it for every frame).
+    """
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self, timeout: float) -> bool:
+        """True once set, False when ``timeout`` seconds pass first."""
+        if self._flag:
+            return True
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiter = fut
+        timer = loop.call_later(timeout, _expire, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._waiter = None
+        return self._flag
+
+
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class Batcher:
     """Collects ready frames across streams into detector batches; bounded in flight."""
 
@@ -342,7 +390,8 @@ class Batcher:
         self.metrics = metrics
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self.wake = asyncio.Event()
+        self.wake = Wake()
+        self.demand = Demand()  # tells replay sources whether to wake the loop for a frame
         self._sem = asyncio.Semaphore(detector.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._rr = 0
@@ -371,14 +420,20 @@ class Batcher:
                         break
         return out
 
+    def _pull(self) -> None:
+        for s in list(self.streams.values()):
+            s.pull()
+
     async def run(self) -> None:
         last_expire = time.monotonic()
         while True:
+            self.demand.waiting = False  # frames wait in the sources until a detector slot is free
             await self._sem.acquire()
-            batch: list[FrameItem] = []
+            self.demand.waiting = True
+            self._pull()
+            batch = self._collect(self.max_batch)
             while not batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), 1.0)
+                await self.wake.wait(1.0)
                 self.wake.clear()
                 now = time.monotonic()
                 if now - last_expire > 1.0:
@@ -386,17 +441,20 @@ class Batcher:
                     for s in list(self.streams.values()):
                         s.expire(time.perf_counter())
                 batch = self._collect(self.max_batch)
+            # Filling up to the deadline: replay frames are pulled then (or when a live frame
+            # wakes the batcher), without a wake-up each.
+            self.demand.waiting = False
             deadline = batch[0].t_ready + self.max_wait_s
             while len(batch) < self.max_batch:
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), remaining)
-                except TimeoutError:
-                    break
+                woken = False
+                if remaining > 0:
+                    self.wake.clear()
+                    woken = await self.wake.wait(remaining)
+                self._pull()
                 batch += self._collect(self.max_batch - len(batch))
+                if not woken:
+                    break
             # Anything left over keeps the wake flag up for the next round.
             if any(s.has_ready() for s in self.streams.values()):
                 self.wake.set()
@@ -427,6 +485,8 @@ class Batcher:
             self.metrics.detector_inflight.set(self.inflight)
             self._sem.release()
         dt = time.perf_counter() - t0
+        # Let the batcher send the next batch first: the detector then works while these results are tracked and published.
+        await asyncio.sleep(0)
         for it, d in zip(batch, dets, strict=True):
             it.timings["detect"] = dt
             s = self.streams.get(it.stream)

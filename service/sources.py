@@ -75,12 +75,30 @@ class Sampler:
         return False
 
 
+class Demand:
+    """Whether the batcher is waiting for a frame: set on the event loop, read by source threads.
+
+    A replay source (every frame, nothing dropped) leaves its frames in its inbox without waking
+    the loop while the batcher has no use for them (all detector slots busy, or a batch filling
+    until its deadline); the batcher pulls them when it does. Each wake-up costs the loop a
+    select, a read and a GIL hand-over, so at full speed this saves most of them.
+    """
+
+    __slots__ = ("waiting",)
+
+    def __init__(self) -> None:
+        self.waiting = True
+
+
 class ThreadSource:
     """What every source thread shares: its lifecycle and the coalescing handoff to the event loop.
 
     Frames cross to the loop through an inbox; one loop callback drains a burst, so a busy stream
-    costs one wake-up per burst, not one per frame. Subclasses implement ``_run`` and hand frames
-    to ``_deliver``; ``_sink`` (offer for live streams, put for replay) receives them on the loop.
+    costs one wake-up per burst, not one per frame (replay sources given a ``Demand`` wake it only
+    when the batcher waits for frames, see ``Demand``). Subclasses implement ``_run`` and hand
+    frames to ``_deliver``; ``_sink`` (offer for live streams, put for replay) receives them on the
+    loop. Status and info calls (``_call``) hand over the frames before them first, so they keep
+    their order.
     """
 
     def __init__(
@@ -106,6 +124,7 @@ class ThreadSource:
         self._inbox: deque[FrameItem] = deque()
         self._inbox_lock = threading.Lock()
         self._scheduled = False
+        self._demand: Demand | None = None  # set by replay sources: wake the loop only on demand
 
     def _run(self) -> None:  # pragma: no cover - overridden
         raise TypeError("ThreadSource subclasses implement _run")
@@ -121,20 +140,27 @@ class ThreadSource:
         return self._thread.is_alive()
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the event loop (from the source thread), unless the loop is gone."""
+        """Run ``fn(*args)`` on the event loop (from the source thread), after the frames before it."""
         if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(fn, *args)
+            self.loop.call_soon_threadsafe(self._in_order, fn, args)
+
+    def _in_order(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.pull()
+        fn(*args)
 
     def _deliver(self, item: FrameItem) -> None:
         """Thread side: queue a frame for the loop, waking it only if no drain is pending."""
         self._inbox.append(item)
+        if self._demand is not None and not self._demand.waiting:
+            return  # the batcher pulls it when it has room
         with self._inbox_lock:
             if self._scheduled:
                 return
             self._scheduled = True
-        self._call(self._drain)
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.pull)
 
-    def _drain(self) -> None:
+    def pull(self) -> None:
         """Loop side: hand every queued frame to the stream, in order."""
         with self._inbox_lock:
             self._scheduled = False
@@ -160,9 +186,12 @@ class VideoSource(ThreadSource):
         on_info: Callable[[dict[str, Any]], None],
         on_reconnect: Callable[[], None],
         keep_image: Callable[[], bool] = lambda: False,
+        demand: Demand | None = None,
     ) -> None:
         self.replay = cfg.effective_mode == "replay"
         super().__init__(cfg, spec, loop, put if self.replay else offer, on_status, on_info, keep_image)
+        if self.replay:
+            self._demand = demand
         self._permits = permits
         self._on_reconnect = on_reconnect
         self.index = 0

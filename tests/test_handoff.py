@@ -1,0 +1,171 @@
+"""Frame handoff from source threads to the event loop, and the batcher's wake-ups (unit level).
+
+Replay sources leave frames in their inbox while the batcher has no use for them and the batcher
+pulls them; nothing may be lost or reordered by that, and a status sent after frames must reach
+the loop after them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from detector_client.base import InputSpec, PreparedFrame
+from detector_client.fake import FakeDetector
+from service.config import MqttConfig, StreamConfig, TrackerSettings
+from service.metrics import Metrics
+from service.mqtt import Publisher
+from service.pipeline import Batcher, StreamState, Wake
+from service.sources import Demand, FrameItem, ThreadSource
+
+SPEC = InputSpec(64, 64)
+IMAGE = np.zeros((48, 64, 3), np.uint8)
+
+
+class ListSource(ThreadSource):
+    """Delivers ``n`` frames from its thread as fast as it can, then says it is offline."""
+
+    def __init__(
+        self, n: int, *args: Any, permits: threading.BoundedSemaphore | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.n = n
+        self.permits = permits  # a replay stream's queue bound, taken per frame as VideoSource does
+
+    def _run(self) -> None:
+        for i in range(1, self.n + 1):
+            prepared = self.spec.prepare(IMAGE, stream=self.cfg.id, index=i)
+            if self.permits is not None:
+                self.permits.acquire()
+            self._deliver(FrameItem(self.cfg.id, i, i, i / 25, time.time(), prepared, None, 0.001))
+        self._call(self._on_status, "offline", "end of file")
+        self._finish()
+
+
+def test_wake_returns_at_once_when_already_set() -> None:
+    async def main() -> tuple[bool, float]:
+        w = Wake()
+        w.set()
+        t0 = time.perf_counter()
+        return await w.wait(5.0), time.perf_counter() - t0
+
+    woken, dt = asyncio.run(main())
+    assert woken and dt < 1.0
+
+
+def test_wake_times_out_and_is_woken_by_set() -> None:
+    async def main() -> tuple[bool, bool, bool]:
+        w = Wake()
+        timed_out = await w.wait(0.02)
+        asyncio.get_running_loop().call_later(0.01, w.set)
+        woken = await w.wait(5.0)
+        w.clear()
+        return timed_out, woken, w.is_set()
+
+    timed_out, woken, still_set = asyncio.run(main())
+    assert timed_out is False and woken is True and still_set is False
+
+
+def _run_source(waiting: bool, n: int) -> tuple[list[Any], int]:
+    """Frames and statuses in the order the loop saw them, and how often the source woke the loop."""
+
+    async def main() -> tuple[list[Any], int]:
+        loop = asyncio.get_running_loop()
+        seen: list[Any] = []
+        wakes = 0
+        orig = loop.call_soon_threadsafe
+
+        def counting(cb: Any, *args: Any) -> Any:
+            nonlocal wakes
+            if getattr(cb, "__name__", "") == "pull":
+                wakes += 1
+            return orig(cb, *args)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        demand = Demand()
+        demand.waiting = waiting
+        cfg = StreamConfig(id="s", url="clip.mp4", mode="replay")
+        src = ListSource(
+            n, cfg, SPEC, loop, lambda it: seen.append(it.index), lambda s, r: seen.append(s), lambda i: None
+        )
+        src._demand = demand
+        src.start()
+        while not src.finished.is_set():
+            await asyncio.sleep(0.01)
+        src.pull()  # what the batcher does when it has room
+        return seen, wakes
+
+    return asyncio.run(main())
+
+
+def test_replay_frames_wait_for_the_batcher_and_keep_their_order() -> None:
+    seen, wakes = _run_source(waiting=False, n=200)
+    # The loop was never woken for a frame, yet every frame came before the status sent after them.
+    assert wakes == 0
+    assert seen == [*range(1, 201), "offline"]
+
+
+def test_waiting_batcher_is_woken_for_frames() -> None:
+    seen, wakes = _run_source(waiting=True, n=50)
+    assert wakes >= 1
+    assert seen == [*range(1, 51), "offline"]
+
+
+def test_batcher_pulls_replay_frames_and_tracks_every_one_in_order() -> None:
+    """Through StreamState and Batcher with a fake detector: all frames, in order, in batches."""
+
+    async def main() -> tuple[list[int], list[int], int]:
+        loop = asyncio.get_running_loop()
+        metrics = Metrics()
+        det = FakeDetector(latency_ms=5, boxes=3, spec=SPEC, max_batch=4, max_in_flight=2)
+        streams: dict[str, StreamState] = {}
+        batcher = Batcher(det, streams, metrics, max_batch=4, max_wait_s=0.005)
+        publisher = Publisher(MqttConfig(url="mqtt://127.0.0.1:1"), "t", metrics)
+        cfg = StreamConfig(id="s", url="clip.mp4", mode="replay")
+        state = StreamState(cfg, TrackerSettings(), metrics, publisher, batcher.wake, 30.0)
+        streams["s"] = state
+        tracked: list[int] = []
+        state.listeners.append(lambda st, item, tracks: tracked.append(item.index))
+        sizes: list[int] = []
+        orig = batcher._detect
+
+        async def record(batch: list[FrameItem]) -> None:
+            sizes.append(len(batch))
+            await orig(batch)
+
+        batcher._detect = record  # type: ignore[method-assign]
+        src = ListSource(
+            120, cfg, SPEC, loop, state.put, state.set_status, state.set_info, permits=state.permits
+        )
+        src._demand = batcher.demand
+        state.pull = src.pull
+        task = asyncio.create_task(batcher.run())
+        src.start()
+        deadline = time.monotonic() + 30
+        while len(tracked) < 120 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return tracked, sizes, state.n_processed
+
+    tracked, sizes, processed = asyncio.run(main())
+    assert tracked == list(range(1, 121)) and processed == 120
+    assert max(sizes) > 1  # frames that waited in the source went out together
+
+
+def test_fake_detector_boxes_per_frame_inside_the_frame_and_moving() -> None:
+    det = FakeDetector(boxes=10)
+    frames = [
+        PreparedFrame(IMAGE, 1.0, w, h, "s", i) for i, (w, h) in enumerate([(1280, 720), (720, 1280)] * 3, 1)
+    ]
+    out = det.detect_sync(frames)
+    assert len(out) == 6
+    for f, d in zip(frames, out, strict=True):
+        assert d.shape == (10, 6)
+        assert (d[:, 0] >= 0).all() and (d[:, 2] <= f.src_width).all() and (d[:, 2] > d[:, 0]).all()
+        assert (d[:, 1] >= 0).all() and (d[:, 3] <= f.src_height).all() and (d[:, 3] > d[:, 1]).all()
+    assert not np.array_equal(out[0], out[2])  # same size, later frame: the boxes drifted
+    assert FakeDetector(boxes=0).detect_sync(frames[:2])[0].shape == (0, 6)
