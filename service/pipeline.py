@@ -441,16 +441,18 @@ class Batcher:
                     for s in list(self.streams.values()):
                         s.expire(time.perf_counter())
                 batch = self._collect(self.max_batch)
-            # Filling up to the deadline: replay frames are pulled then (or when a live frame
-            # wakes the batcher), without a wake-up each.
+            # Filling up to the deadline: replay sources wake the batcher only with the frame
+            # that completes the batch; live frames wake it as they come.
             self.demand.waiting = False
             deadline = batch[0].t_ready + self.max_wait_s
             while len(batch) < self.max_batch:
                 remaining = deadline - time.perf_counter()
                 woken = False
                 if remaining > 0:
+                    self.demand.expect(self.max_batch - len(batch))
                     self.wake.clear()
                     woken = await self.wake.wait(remaining)
+                    self.demand.expect(0)
                 self._pull()
                 batch += self._collect(self.max_batch - len(batch))
                 if not woken:

@@ -76,18 +76,36 @@ class Sampler:
 
 
 class Demand:
-    """Whether the batcher is waiting for a frame: set on the event loop, read by source threads.
+    """What the batcher is waiting for: set on the event loop, read by replay source threads.
 
     A replay source (every frame, nothing dropped) leaves its frames in its inbox without waking
-    the loop while the batcher has no use for them (all detector slots busy, or a batch filling
-    until its deadline); the batcher pulls them when it does. Each wake-up costs the loop a
-    select, a read and a GIL hand-over, so at full speed this saves most of them.
+    the loop while the batcher has no use for them (all detector slots busy); the batcher pulls
+    them when it has. While it waits for a first frame every frame wakes it; while it fills a
+    batch (``need`` more frames, until its deadline) only the frame that completes it does. Each
+    wake-up costs the loop a select, a read and a GIL hand-over, so at full speed this saves most.
     """
 
-    __slots__ = ("waiting",)
+    __slots__ = ("_lock", "_need", "waiting")
 
     def __init__(self) -> None:
         self.waiting = True
+        self._need = 0
+        self._lock = threading.Lock()
+
+    def expect(self, n: int) -> None:
+        """Loop side: wake for the ``n``-th frame from now (0: for none)."""
+        with self._lock:
+            self._need = n
+
+    def wants(self) -> bool:
+        """Thread side, once per frame put in an inbox: should this frame wake the loop?"""
+        if self.waiting:
+            return True
+        if self._need <= 0:
+            return False
+        with self._lock:
+            self._need -= 1
+            return self._need == 0
 
 
 class ThreadSource:
@@ -151,7 +169,7 @@ class ThreadSource:
     def _deliver(self, item: FrameItem) -> None:
         """Thread side: queue a frame for the loop, waking it only if no drain is pending."""
         self._inbox.append(item)
-        if self._demand is not None and not self._demand.waiting:
+        if self._demand is not None and not self._demand.wants():
             return  # the batcher pulls it when it has room
         with self._inbox_lock:
             if self._scheduled:

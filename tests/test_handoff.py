@@ -27,17 +27,25 @@ IMAGE = np.zeros((48, 64, 3), np.uint8)
 
 
 class ListSource(ThreadSource):
-    """Delivers ``n`` frames from its thread as fast as it can, then says it is offline."""
+    """Delivers ``n`` frames from its thread (``gap_s`` apart), then says it is offline."""
 
     def __init__(
-        self, n: int, *args: Any, permits: threading.BoundedSemaphore | None = None, **kwargs: Any
+        self,
+        n: int,
+        *args: Any,
+        permits: threading.BoundedSemaphore | None = None,
+        gap_s: float = 0.0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.n = n
         self.permits = permits  # a replay stream's queue bound, taken per frame as VideoSource does
+        self.gap_s = gap_s  # a source slower than the batcher
 
     def _run(self) -> None:
         for i in range(1, self.n + 1):
+            if self.gap_s:
+                time.sleep(self.gap_s)
             prepared = self.spec.prepare(IMAGE, stream=self.cfg.id, index=i)
             if self.permits is not None:
                 self.permits.acquire()
@@ -115,15 +123,18 @@ def test_waiting_batcher_is_woken_for_frames() -> None:
     assert seen == [*range(1, 51), "offline"]
 
 
-def test_batcher_pulls_replay_frames_and_tracks_every_one_in_order() -> None:
-    """Through StreamState and Batcher with a fake detector: all frames, in order, in batches."""
+def _through_batcher(
+    n: int, max_batch: int, max_wait_s: float, gap_s: float = 0.0
+) -> tuple[list[int], list[int], int, float]:
+    """A replay source through StreamState and Batcher with a fake detector: frames tracked (in
+    the order the tracker saw them), batch sizes, frames processed and seconds taken."""
 
-    async def main() -> tuple[list[int], list[int], int]:
+    async def main() -> tuple[list[int], list[int], int, float]:
         loop = asyncio.get_running_loop()
         metrics = Metrics()
-        det = FakeDetector(latency_ms=5, boxes=3, spec=SPEC, max_batch=4, max_in_flight=2)
+        det = FakeDetector(latency_ms=5, boxes=3, spec=SPEC, max_batch=max_batch, max_in_flight=2)
         streams: dict[str, StreamState] = {}
-        batcher = Batcher(det, streams, metrics, max_batch=4, max_wait_s=0.005)
+        batcher = Batcher(det, streams, metrics, max_batch=max_batch, max_wait_s=max_wait_s)
         publisher = Publisher(MqttConfig(url="mqtt://127.0.0.1:1"), "t", metrics)
         cfg = StreamConfig(id="s", url="clip.mp4", mode="replay")
         state = StreamState(cfg, TrackerSettings(), metrics, publisher, batcher.wake, 30.0)
@@ -139,21 +150,36 @@ def test_batcher_pulls_replay_frames_and_tracks_every_one_in_order() -> None:
 
         batcher._detect = record  # type: ignore[method-assign]
         src = ListSource(
-            120, cfg, SPEC, loop, state.put, state.set_status, state.set_info, permits=state.permits
+            n, cfg, SPEC, loop, state.put, state.set_status, state.set_info, permits=state.permits
         )
         src._demand = batcher.demand
         state.pull = src.pull
         task = asyncio.create_task(batcher.run())
+        t0 = time.monotonic()
         src.start()
-        deadline = time.monotonic() + 30
-        while len(tracked) < 120 and time.monotonic() < deadline:
+        while len(tracked) < n and time.monotonic() < t0 + 60:
             await asyncio.sleep(0.01)
+        took = time.monotonic() - t0
         task.cancel()
-        return tracked, sizes, state.n_processed
+        return tracked, sizes, state.n_processed, took
 
-    tracked, sizes, processed = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_batcher_pulls_replay_frames_and_tracks_every_one_in_order() -> None:
+    tracked, sizes, processed, _ = _through_batcher(120, max_batch=4, max_wait_s=0.005)
     assert tracked == list(range(1, 121)) and processed == 120
     assert max(sizes) > 1  # frames that waited in the source went out together
+
+
+def test_full_batches_do_not_wait_for_the_deadline() -> None:
+    """The frame that completes a batch wakes the batcher: a long max_wait_ms costs nothing then."""
+    # The source is slower than the batcher, so a batch starts with one frame and fills up; with a
+    # 20 s deadline, a batcher that slept until it would take 20 s for the first batch alone.
+    tracked, sizes, processed, took = _through_batcher(40, max_batch=4, max_wait_s=20.0, gap_s=0.005)
+    assert tracked == list(range(1, 41)) and processed == 40
+    assert sizes == [4] * 10
+    assert took < 10, took
 
 
 def test_fake_detector_boxes_per_frame_inside_the_frame_and_moving() -> None:
