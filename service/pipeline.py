@@ -487,7 +487,7 @@ class Batcher:
             self.metrics.detector_inflight.set(self.inflight)
             self._sem.release()
         dt = time.perf_counter() - t0
-        # Let the batcher send the next batch first: the detector then works while these results are tracked and published.
+        # Let the batcher send the next batch first: the detector works while these are tracked.
         await asyncio.sleep(0)
         for it, d in zip(batch, dets, strict=True):
             it.timings["detect"] = dt

@@ -81,8 +81,8 @@ class Demand:
     A replay source (every frame, nothing dropped) leaves its frames in its inbox without waking
     the loop while the batcher has no use for them (all detector slots busy); the batcher pulls
     them when it has. While it waits for a first frame every frame wakes it; while it fills a
-    batch (``need`` more frames, until its deadline) only the frame that completes it does. Each
-    wake-up costs the loop a select, a read and a GIL hand-over, so at full speed this saves most.
+    batch (``expect(n)``: n more frames, until its deadline) only the frame that completes it does.
+    Each wake-up costs the loop a select, a read and a GIL hand-over; at full speed this saves most.
     """
 
     __slots__ = ("_lock", "_need", "waiting")
