@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import cv2
@@ -22,6 +23,39 @@ F32 = npt.NDArray[np.float32]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Luma weights (Kr, Kb) of the YCbCr matrices video is tagged with (ITU-T H.273 matrix_coefficients).
+YCBCR_MATRICES: dict[str, tuple[float, float]] = {
+    "bt601": (0.299, 0.114),
+    "bt709": (0.2126, 0.0722),
+    "fcc": (0.30, 0.11),
+    "smpte240m": (0.212, 0.087),
+    "bt2020": (0.2627, 0.0593),
+}
+
+
+@lru_cache(maxsize=32)
+def ycbcr_matrix(matrix: str, full_range: bool, channels: str = "bgr") -> F32:
+    """The 3x4 affine map from (Y, Cb, Cr, 1) to 8-bit colour in ``channels`` order.
+
+    Limited ("tv") range scales Y from 16..235 and chroma from 16..240; full ("pc", JPEG) range
+    takes all 0..255. Same conversion as swscale's for the same tags.
+    """
+    if matrix not in YCBCR_MATRICES:
+        raise DetectorInputError(f"unknown YCbCr matrix {matrix!r} (known: {', '.join(YCBCR_MATRICES)})")
+    kr, kb = YCBCR_MATRICES[matrix]
+    kg = 1.0 - kr - kb
+    ys, cs, y0 = (1.0, 1.0, 0.0) if full_range else (255 / 219, 255 / 224, 16.0)
+    rows = {
+        "r": (ys, 0.0, cs * 2 * (1 - kr)),
+        "g": (ys, -cs * 2 * (1 - kb) * kb / kg, -cs * 2 * (1 - kr) * kr / kg),
+        "b": (ys, cs * 2 * (1 - kb), 0.0),
+    }
+    m = np.zeros((3, 4), dtype=np.float32)
+    for i, ch in enumerate(channels):
+        a, b, c = rows[ch]
+        m[i] = (a, b, c, -a * y0 - (b + c) * 128.0)
+    return m
+
 
 @dataclass(frozen=True, slots=True)
 class InputSpec:
@@ -30,7 +64,10 @@ class InputSpec:
     Letterbox: scale by ``r = min(height / h, width / w)`` (bilinear), place top-left, pad with
     ``pad_value``. ``normalize`` says how the detector turns it into floats (done in the detector on
     the whole batch): ``"none"`` (0..255, upstream YOLOX) or ``"imagenet"`` (/255, mean/std,
-    ByteTrack's exports).
+    ByteTrack's exports). ``letterbox`` says how decoded video frames are brought to this size:
+    ``"fast"`` scales their Y/U/V planes and converts once at this size (``prepare_yuv420``);
+    ``"exact"`` converts the whole frame to BGR first and resizes that (``prepare``), which is
+    ByteTrack's own preprocessing pixel for pixel.
     """
 
     height: int
@@ -38,14 +75,11 @@ class InputSpec:
     channels: Literal["bgr", "rgb"] = "bgr"
     normalize: Literal["none", "imagenet"] = "none"
     pad_value: int = 114
+    letterbox: Literal["fast", "exact"] = "fast"
 
-    def prepare(self, image_bgr: U8, stream: str = "", index: int = 0) -> PreparedFrame:
-        """Letterbox a BGR frame (as decoded) into this spec, once, in the caller's thread."""
-        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            shape = None if image_bgr is None else image_bgr.shape
-            raise DetectorInputError(f"frame must be an HxWx3 BGR image, got shape {shape}")
-        h, w = image_bgr.shape[:2]
-        if h == 0 or w == 0:
+    def fit(self, w: int, h: int) -> tuple[float, int, int]:
+        """Letterbox geometry of a ``w x h`` frame: scale ``r`` and the scaled size ``nw x nh``."""
+        if h <= 0 or w <= 0:
             raise DetectorInputError(f"empty frame ({w}x{h})")
         r = min(self.height / h, self.width / w)
         nw, nh = int(w * r), int(h * r)
@@ -53,14 +87,65 @@ class InputSpec:
             raise DetectorInputError(
                 f"frame {w}x{h} is too small to letterbox into {self.width}x{self.height}"
             )
+        return r, nw, nh
+
+    def _padded(self, nw: int, nh: int) -> U8:
+        """The output image with only its padding filled (the caller writes the top-left nw x nh)."""
         out = np.empty((self.height, self.width, 3), dtype=np.uint8)
-        img = image_bgr if image_bgr.dtype == np.uint8 else np.clip(image_bgr, 0, 255).astype(np.uint8)
-        # resize straight into the top-left corner; fill only the padding
-        cv2.resize(img, (nw, nh), dst=out[:nh, :nw], interpolation=cv2.INTER_LINEAR)
         out[nh:] = self.pad_value
         out[:nh, nw:] = self.pad_value
+        return out
+
+    def prepare(self, image_bgr: U8, stream: str = "", index: int = 0) -> PreparedFrame:
+        """Letterbox a BGR frame (as decoded) into this spec, once, in the caller's thread."""
+        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            shape = None if image_bgr is None else image_bgr.shape
+            raise DetectorInputError(f"frame must be an HxWx3 BGR image, got shape {shape}")
+        h, w = image_bgr.shape[:2]
+        r, nw, nh = self.fit(w, h)
+        out = self._padded(nw, nh)
+        img = image_bgr if image_bgr.dtype == np.uint8 else np.clip(image_bgr, 0, 255).astype(np.uint8)
+        # resize straight into the top-left corner
+        cv2.resize(img, (nw, nh), dst=out[:nh, :nw], interpolation=cv2.INTER_LINEAR)
         if self.channels == "rgb":
             out = np.ascontiguousarray(out[:, :, ::-1])
+        return PreparedFrame(out, r, w, h, stream, index)
+
+    def prepare_yuv420(
+        self,
+        y: U8,
+        u: U8,
+        v: U8,
+        matrix: str = "bt601",
+        full_range: bool = False,
+        stream: str = "",
+        index: int = 0,
+    ) -> PreparedFrame:
+        """Letterbox a frame straight from its 4:2:0 planes (as most video decodes): scale, then convert.
+
+        The three planes are scaled to the letterbox size (bilinear, as ``prepare``: the luma
+        plane on the same sampling grid as a full-size BGR frame would be) and converted to
+        colour there, so the full-size BGR image is never made: on 720p frames about half the
+        work of converting first. ``matrix``/``full_range``: the frame's YCbCr tags. Pixels are
+        within a few levels of ``prepare`` on the frame converted by swscale (the differences sit
+        on sharp colour edges, where chroma is interpolated rather than repeated).
+        """
+        for name, p in (("y", y), ("u", u), ("v", v)):
+            if p is None or p.ndim != 2 or p.dtype != np.uint8:
+                desc = None if p is None else f"{p.shape} {p.dtype}"
+                raise DetectorInputError(f"plane {name} must be a 2-D uint8 array, got {desc}")
+        h, w = y.shape
+        if u.shape != v.shape or u.shape != ((h + 1) // 2, (w + 1) // 2):
+            raise DetectorInputError(f"chroma planes {u.shape}/{v.shape} do not fit a 4:2:0 frame of {w}x{h}")
+        r, nw, nh = self.fit(w, h)
+        out = self._padded(nw, nh)
+        size = (nw, nh)
+        planes = (
+            cv2.resize(y, size, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(u, size, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(v, size, interpolation=cv2.INTER_LINEAR),
+        )
+        cv2.transform(cv2.merge(planes), ycbcr_matrix(matrix, full_range, self.channels), dst=out[:nh, :nw])
         return PreparedFrame(out, r, w, h, stream, index)
 
     def to_tensor(self, images: U8) -> F32:

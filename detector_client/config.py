@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +22,11 @@ class _Base(BaseModel):
     nms_thresh: float = Field(0.45, gt=0, le=1, description="class-aware NMS IoU threshold")
     max_batch: int = Field(8, ge=1, le=256, description="frames per detector call")
     clip: bool = Field(True, description="clip boxes to the frame (ByteTrack's pipeline does not)")
+    letterbox: Literal["fast", "exact"] = Field(
+        "fast",
+        description="fast: scale the decoded YUV planes, convert once at the model size; "
+        "exact: convert the whole frame to BGR, then resize (ByteTrack's preprocessing, pixel for pixel)",
+    )
 
     def postprocess(self) -> PostProcess:
         classes = None if self.classes is None else tuple(self.classes)
@@ -112,6 +118,12 @@ def _secret(s: SecretStr | None) -> str | None:
 
 def create_detector(cfg: AnyDetectorConfig) -> Detector:
     """Build the configured backend (loads the model / creates the boto3 client)."""
+    det = _create(cfg)
+    det.spec = dataclasses.replace(det.spec, letterbox=cfg.letterbox)
+    return det
+
+
+def _create(cfg: AnyDetectorConfig) -> Detector:
     if isinstance(cfg, OnnxDetectorConfig):
         from detector_client.onnx_backend import OnnxDetector, OnnxYolox
 

@@ -18,7 +18,7 @@ from typing import Any
 from training.cli import add_parsers as add_training_parsers
 from training.errors import TrainingError
 
-#: commands that decode video frame after frame (see ``service.video.keep_freed_frame_buffers``)
+#: commands that decode video frame after frame (see ``service.video.tune_for_decoding``)
 DECODING_COMMANDS = {"serve", "track", "detect", "demo", "serve-model"}
 
 
@@ -130,6 +130,9 @@ def _add_detector_args(p: argparse.ArgumentParser, model_required: bool = False)
     g.add_argument("--batch", type=int, default=4, help="frames per detector call")
     g.add_argument("--no-clip", dest="clip", action="store_false",
                    help="leave boxes unclipped at the frame edges (as ByteTrack's pipeline does)")  # fmt: skip
+    g.add_argument("--letterbox", choices=["fast", "exact"], default="fast",
+                   help="fast (default): scale the decoded planes, convert at the model size; "
+                        "exact: ByteTrack's preprocessing pixel for pixel (whole frame to BGR, then resize)")  # fmt: skip
     g.add_argument(
         "--providers", default=None, help="ONNX Runtime providers, e.g. cuda,cpu (default: all installed)"
     )
@@ -155,6 +158,7 @@ def _detector_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-de
         "nms_thresh": args.nms_thresh,
         "max_batch": args.batch,
         "clip": args.clip,
+        "letterbox": args.letterbox,
     }
     if args.detector == "onnx":
         if not args.model:
@@ -192,7 +196,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     """Run the detector over every frame of a video and write MOTChallenge det.txt rows."""
     from detector_client import DetectorError
     from service.errors import SourceError
-    from service.video import iter_frames
+    from service.video import iter_prepared
 
     det = _detector_from_args(args)
     out_path = Path(args.out)
@@ -211,8 +215,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     try:
         with out_path.open("w") as out:
-            for fr in iter_frames(args.video, args.max_frames):
-                batch.append(det.spec.prepare(fr.image, stream="video", index=fr.index))
+            for prepared in iter_prepared(args.video, det.spec, args.max_frames):
+                batch.append(prepared)
                 n_frames += 1
                 if len(batch) >= det.max_batch:
                     flush(out)
@@ -541,9 +545,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in DECODING_COMMANDS:
-        from service.video import keep_freed_frame_buffers
+        from service.video import tune_for_decoding
 
-        keep_freed_frame_buffers()
+        tune_for_decoding()
     try:
         rc: int = args.func(args)
     except (CliError, TrainingError) as exc:

@@ -21,7 +21,7 @@ import numpy as np
 
 from detector_client.base import Detector, PreparedFrame
 from service.annotate import Annotator
-from service.video import open_video, to_bgr
+from service.video import open_video, prepare_frame, to_bgr
 from tracker import ByteTracker, TrackerConfig
 from tracker.mot import format_tracks
 
@@ -161,9 +161,11 @@ def track_video(
             try:
                 for frame in container.decode(stream):
                     index += 1
-                    img = to_bgr(frame)
                     pending.append(
-                        (detector.spec.prepare(img, stream="video", index=index), img if writer else None)
+                        (
+                            prepare_frame(frame, detector.spec, stream="video", index=index),
+                            to_bgr(frame) if writer else None,
+                        )
                     )
                     if len(pending) >= detector.max_batch:
                         flush()

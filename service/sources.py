@@ -33,7 +33,7 @@ from detector_client.base import InputSpec, PreparedFrame
 from service.config import StreamConfig
 from service.errors import SourceError, redact_url
 from service.mqtt import Backoff
-from service.video import open_video, to_bgr
+from service.video import open_video, prepare_frame, to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -349,11 +349,10 @@ class VideoSource(ThreadSource):
                         self._deliver(self._skip(capture_ts))
                         continue
                     self.sample += 1
-                    image = to_bgr(frame)
-                    prepared = self.spec.prepare(image, stream=self.cfg.id, index=self.index)
+                    prepared = prepare_frame(frame, self.spec, stream=self.cfg.id, index=self.index)
                     item = FrameItem(
                         self.cfg.id, self.index, self.sample, pts, capture_ts, prepared,
-                        image if self._keep_image() else None, time.perf_counter() - t0,
+                        to_bgr(frame) if self._keep_image() else None, time.perf_counter() - t0,
                     )  # fmt: skip
                     if self.replay:
                         # Wait for room in the stream's queue (no loop round trip per frame).

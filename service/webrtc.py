@@ -15,7 +15,7 @@ from typing import Any
 from detector_client.base import InputSpec
 from service.pipeline import StreamState
 from service.sources import FrameItem, Sampler
-from service.video import to_bgr
+from service.video import prepare_frame, to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,9 @@ class WhipSession:
 
     def _convert(self, frame: Any, index: int, sample: int, capture_ts: float) -> FrameItem:
         t0 = time.perf_counter()
-        image = to_bgr(frame)
-        prepared = self.spec.prepare(image, stream=self.state.id, index=index)
+        prepared = prepare_frame(frame, self.spec, stream=self.state.id, index=index)
         pts = float(frame.time) if frame.time is not None else None
-        keep = image if self.state.listeners else None
+        keep = to_bgr(frame) if self.state.listeners else None
         return FrameItem(
             self.state.id, index, sample, pts, capture_ts, prepared, keep, time.perf_counter() - t0
         )

@@ -18,7 +18,7 @@ from detector_client import (
 from detector_client.onnx_backend import OnnxYolox
 from service.video import iter_frames
 from tests.conftest import FIXTURES, run_trackcast
-from tests.detmatch import match_fraction
+from tests.detmatch import iou_agreement, match_fraction
 from tracker.mot import read_mot
 
 CLIPS = {
@@ -50,7 +50,7 @@ def test_detect_cli_reproduces_fixture_detections(seq: str, model_path: Path, tm
     out = tmp_path / "det.txt"
     res = run_trackcast(
         "detect", str(video), "--model", str(model_path), "--classes", "0",
-        "--score-thresh", "0.1", "--nms-thresh", "0.45", "--no-clip", "--out", str(out),
+        "--score-thresh", "0.1", "--nms-thresh", "0.45", "--no-clip", "--letterbox", "exact", "--out", str(out),
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     ours, ref = read_mot(out), read_mot(FIXTURES / seq / "det.txt")
@@ -61,12 +61,33 @@ def test_detect_cli_reproduces_fixture_detections(seq: str, model_path: Path, tm
 
 
 @pytest.mark.shared
+@pytest.mark.parametrize("seq", sorted(CLIPS))
+def test_fast_letterbox_detections_agree_with_the_reference(
+    seq: str, model_path: Path, tmp_path: Path
+) -> None:
+    """The default letterbox (scaled from the YUV planes) is not ByteTrack's pixel for pixel, so its
+    detections move a little: nearly every confident reference box is found again, in place."""
+    out = tmp_path / "det.txt"
+    res = run_trackcast(
+        "detect", str(model_path.parent.parent / "video" / CLIPS[seq]), "--model", str(model_path),
+        "--classes", "0", "--score-thresh", "0.1", "--nms-thresh", "0.45", "--no-clip", "--out", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    ours, ref = read_mot(out), read_mot(FIXTURES / seq / "det.txt")
+    # measured: 0.988-0.992 both ways (pedestrians, futsal); a wrong colour matrix or a shifted
+    # sampling grid drops this well below
+    assert iou_agreement(ours, ref, min_score=0.5, iou=0.9, score=0.05) >= 0.97
+    assert iou_agreement(ref, ours, min_score=0.5, iou=0.9, score=0.05) >= 0.97
+    assert abs(len(ours) - len(ref)) <= 0.05 * len(ref)
+
+
+@pytest.mark.shared
 def test_default_clipping_equals_the_fixture_clipped(model_path: Path, tmp_path: Path) -> None:
     seq = "pedestrians_720p25"
     out = tmp_path / "det.txt"
     res = run_trackcast(
         "detect", str(model_path.parent.parent / "video" / CLIPS[seq]), "--model", str(model_path),
-        "--classes", "0", "--out", str(out),
+        "--classes", "0", "--letterbox", "exact", "--out", str(out),
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     ours, ref = read_mot(out), read_mot(FIXTURES / seq / "det.txt")
@@ -246,3 +267,138 @@ def test_bgr_conversion_matches_pyav_default(shared_data: Path) -> None:
                 assert np.array_equal(to_bgr(frame), frame.to_ndarray(format="bgr24")), (clip, i)
                 if i == 20:
                     break
+
+
+def _yuv_frame(
+    h: int, w: int, fmt: str = "yuv420p", colorspace: int = 2, color_range: int = 1, seed: int = 0
+):  # type: ignore[no-untyped-def]
+    """A smooth, colourful 4:2:0 frame (gradients and blobs), tagged like a decoder would tag it."""
+    import av
+
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(0.5, 2.0, 6)
+    y = 120 + 90 * np.sin(xx / (70 * c[0]) + yy / (90 * c[1]))
+    u = 128 + 100 * np.sin(xx / (110 * c[2]) - yy / (120 * c[3]))
+    v = 128 + 100 * np.cos(xx / (140 * c[4]) + yy / (80 * c[5]))
+    lo, hi = (16, 235) if (color_range != 2 and fmt == "yuv420p") else (0, 255)
+    ch, cw = (h + 1) // 2, (w + 1) // 2
+    frame = av.VideoFrame(w, h, fmt)
+    for plane, arr in zip(frame.planes, (y, u[::2, ::2][:ch, :cw], v[::2, ::2][:ch, :cw]), strict=True):
+        data = np.zeros((plane.height, plane.line_size), np.uint8)
+        data[: arr.shape[0], : arr.shape[1]] = np.clip(arr, lo, hi).astype(np.uint8)
+        plane.update(data.tobytes())
+    frame.colorspace = colorspace
+    frame.color_range = color_range
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("fmt", "colorspace", "color_range"),
+    [
+        ("yuv420p", 2, 0),  # untagged: BT.601, limited range (as swscale reads it)
+        ("yuv420p", 1, 1),  # BT.709 limited (HD video)
+        ("yuv420p", 6, 1),  # BT.601 limited (SD video)
+        ("yuv420p", 1, 2),  # BT.709 full range
+        ("yuv420p", 9, 1),  # BT.2020
+        ("yuv420p", 7, 1),  # SMPTE 240M
+        ("yuvj420p", 5, 0),  # JPEG-style full range (MJPEG cameras)
+    ],
+)
+def test_fast_letterbox_reads_colour_tags_like_swscale(fmt: str, colorspace: int, color_range: int) -> None:
+    """Letterboxing from the planes gives the colours PyAV's own BGR conversion gives for that frame."""
+    from detector_client.base import InputSpec
+    from service.video import prepare_frame, to_bgr
+
+    spec = InputSpec(416, 416)
+    frame = _yuv_frame(720, 1280, fmt, colorspace, color_range)
+    fast = prepare_frame(frame, spec, stream="s", index=3)
+    ref = spec.prepare(to_bgr(frame))
+    assert (fast.src_width, fast.src_height, fast.stream, fast.index) == (1280, 720, "s", 3)
+    assert fast.ratio == ref.ratio
+    d = np.abs(fast.image.astype(np.int16) - ref.image)
+    # the smooth picture leaves rounding (measured: max 5-6, mean 0.7-0.8); the wrong matrix
+    # (601 <-> 709 <-> 2020) or range is off by 17-48 at most and 3.5-7.5 on average
+    assert d.max() <= 7 and d.mean() < 1.0, (d.max(), d.mean())
+    assert (fast.image[234:] == 114).all()
+
+
+@pytest.mark.parametrize(("h", "w"), [(75, 101), (1080, 1920), (1280, 720), (416, 416)])
+def test_fast_letterbox_geometry_matches_the_bgr_letterbox(h: int, w: int) -> None:
+    from detector_client.base import InputSpec
+    from service.video import prepare_frame, to_bgr
+
+    spec = InputSpec(416, 416)
+    frame = _yuv_frame(h, w, seed=h)
+    fast, ref = prepare_frame(frame, spec), spec.prepare(to_bgr(frame))
+    r, nw, nh = spec.fit(w, h)
+    assert fast.ratio == ref.ratio == r and fast.image.shape == (416, 416, 3)
+    assert (fast.image[nh:] == 114).all() and (fast.image[:nh, nw:] == 114).all()
+    d = np.abs(fast.image.astype(np.int16) - ref.image)
+    # small odd sizes: the edge rows and columns round a little differently
+    assert d.mean() < 1.0 and d.max() <= 8, (d.max(), d.mean())
+    rgb = prepare_frame(frame, InputSpec(416, 416, channels="rgb"))
+    np.testing.assert_array_equal(rgb.image, fast.image[:, :, ::-1])
+
+
+def test_exact_letterbox_and_other_pixel_formats_go_through_bgr() -> None:
+    import av
+
+    from detector_client.base import InputSpec
+    from service.video import prepare_frame, to_bgr
+
+    frame = _yuv_frame(360, 640)
+    exact = InputSpec(416, 416, letterbox="exact")
+    np.testing.assert_array_equal(prepare_frame(frame, exact).image, exact.prepare(to_bgr(frame)).image)
+    rgb = av.VideoFrame.from_ndarray(
+        np.random.default_rng(1).integers(0, 255, (90, 160, 3), np.uint8), "rgb24"
+    )
+    fast = InputSpec(416, 416)
+    np.testing.assert_array_equal(prepare_frame(rgb, fast).image, fast.prepare(to_bgr(rgb)).image)
+
+
+@pytest.mark.shared
+def test_fast_letterbox_on_the_shared_clips_stays_close_to_the_bgr_one(shared_data: Path) -> None:
+    import av
+
+    from detector_client.base import InputSpec
+    from service.video import prepare_frame, to_bgr
+
+    spec = InputSpec(416, 416)
+    for clip in ("pedestrians_720p25.mp4", "futsal_broadcast_720x1280p30.mp4"):
+        with av.open(str(shared_data / "video" / clip)) as c:
+            for i, frame in enumerate(c.decode(video=0)):
+                if i % 25 == 0:
+                    fast = prepare_frame(frame, spec).image.astype(np.int16)
+                    d = np.abs(fast - spec.prepare(to_bgr(frame)).image)
+                    # measured: mean 0.3-0.7, 99th percentile 2-3 (sharp colour edges differ more)
+                    assert d.mean() < 1.0 and np.percentile(d, 99) <= 5, (clip, i, d.mean())
+                if i == 100:
+                    break
+
+
+def test_yuv_letterbox_rejects_planes_that_do_not_fit() -> None:
+    from detector_client.base import InputSpec
+
+    spec = InputSpec(416, 416)
+    y = np.zeros((64, 96), np.uint8)
+    with pytest.raises(DetectorInputError, match="4:2:0"):
+        spec.prepare_yuv420(y, np.zeros((32, 40), np.uint8), np.zeros((32, 40), np.uint8))
+    with pytest.raises(DetectorInputError, match="plane u"):
+        spec.prepare_yuv420(y, np.zeros((32, 48), np.float32), np.zeros((32, 48), np.uint8))
+    with pytest.raises(DetectorInputError, match="unknown YCbCr matrix"):
+        spec.prepare_yuv420(y, np.zeros((32, 48), np.uint8), np.zeros((32, 48), np.uint8), matrix="xyz")
+
+
+def test_letterbox_setting_reaches_the_detector_spec() -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from detector_client import DetectorConfig
+
+    adapter = TypeAdapter(DetectorConfig)
+    fast = create_detector(adapter.validate_python({"kind": "fake"}))
+    exact = create_detector(adapter.validate_python({"kind": "fake", "letterbox": "exact"}))
+    assert (fast.spec.letterbox, exact.spec.letterbox) == ("fast", "exact")
+    assert (exact.spec.height, exact.spec.width) == (416, 416)
+    with pytest.raises(ValidationError, match="letterbox"):
+        adapter.validate_python({"kind": "fake", "letterbox": "quick"})

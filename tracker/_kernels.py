@@ -228,7 +228,7 @@ def update(
                 cov[s, i, j] = cov[s, i, j] - acc
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def tlwh_of(mean: np.ndarray, slots: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """Boxes (x, y, w, h) of the tracks in ``slots`` from their Kalman means."""
     out = np.empty((slots.shape[0], 4))
