@@ -54,6 +54,7 @@ def ycbcr_matrix(matrix: str, full_range: bool, channels: str = "bgr") -> F32:
     for i, ch in enumerate(channels):
         a, b, c = rows[ch]
         m[i] = (a, b, c, -a * y0 - (b + c) * 128.0)
+    m.setflags(write=False)  # cached and shared by every caller
     return m
 
 
