@@ -57,11 +57,16 @@ def test_detector_bench_prints_table(tmp_path: Path, shared_data: Path) -> None:
 def test_service_bench_prints_ratio_and_latency(tmp_path: Path, shared_data: Path) -> None:
     out = tmp_path / "svc.json"
     res = subprocess.run(
-        [sys.executable, "-m", "loadtest.bench_service", "--streams", "2", "--seconds", "2", "--json", str(out)],
+        [sys.executable, "-m", "loadtest.bench_service", "--streams", "2", "--seconds", "2", "--rounds", "2",
+         "--json", str(out)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     fig = json.loads(out.read_text())
     assert fig["service_fps"] > 0 and fig["plain_decode_fps"] > 0 and fig["ratio"] > 0
+    # the headline pairs each service run with the plain decode measured just before it
+    assert len(fig["rounds"]) == 2
+    assert fig["ratio"] == pytest.approx(sum(r["service_fps"] / r["plain_fps"] for r in fig["rounds"]) / 2)
+    assert fig["plain_decode_paired"].endswith("service settings")
     assert fig["live_frames"] > 20 and fig["added_latency_ms"]["p50"] > 0
     assert "ratio service / plain decode" in res.stdout
