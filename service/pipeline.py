@@ -396,6 +396,7 @@ class Batcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._rr = 0
         self.inflight = 0
+        self._starting = 0  # batches handed to a task that has not called the detector yet
 
     def _ready_streams(self) -> list[StreamState]:
         ready = [s for s in self.streams.values() if s.has_ready()]
@@ -460,11 +461,13 @@ class Batcher:
             # Anything left over keeps the wake flag up for the next round.
             if any(s.has_ready() for s in self.streams.values()):
                 self.wake.set()
+            self._starting += 1
             task = asyncio.create_task(self._detect(batch), name="detect")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _detect(self, batch: list[FrameItem]) -> None:
+        self._starting -= 1
         self.inflight += 1
         self.metrics.detector_inflight.set(self.inflight)
         self.metrics.batch_size.observe(len(batch))
@@ -487,8 +490,15 @@ class Batcher:
             self.metrics.detector_inflight.set(self.inflight)
             self._sem.release()
         dt = time.perf_counter() - t0
-        # Let the batcher send the next batch first: the detector works while these are tracked.
+        # The detector gets the next batch before these are tracked, so it works meanwhile: one
+        # loop turn for the batcher to take the slot just freed, and one more if it made a task
+        # for a batch (a task takes its first step, the detector call, one turn after it is made).
+        # Bounded: a task cancelled before its first step never counts itself off.
         await asyncio.sleep(0)
+        for _ in range(2):
+            if not self._starting:
+                break
+            await asyncio.sleep(0)
         for it, d in zip(batch, dets, strict=True):
             it.timings["detect"] = dt
             s = self.streams.get(it.stream)

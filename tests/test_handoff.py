@@ -195,3 +195,48 @@ def test_fake_detector_boxes_per_frame_inside_the_frame_and_moving() -> None:
         assert (d[:, 1] >= 0).all() and (d[:, 3] <= f.src_height).all() and (d[:, 3] > d[:, 1]).all()
     assert not np.array_equal(out[0], out[2])  # same size, later frame: the boxes drifted
     assert FakeDetector(boxes=0).detect_sync(frames[:2])[0].shape == (0, 6)
+
+
+def test_next_batch_goes_to_the_detector_before_the_last_one_is_tracked() -> None:
+    """Pipelining: when a batch comes back and frames are waiting, the detector gets the next batch
+    before the returned one is tracked and published, so it never idles while the loop tracks."""
+
+    async def main() -> list[tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        metrics = Metrics()
+        det = FakeDetector(latency_ms=5, boxes=3, spec=SPEC, max_batch=2, max_in_flight=1)
+        streams: dict[str, StreamState] = {}
+        batcher = Batcher(det, streams, metrics, max_batch=2, max_wait_s=0.005)
+        publisher = Publisher(MqttConfig(url="mqtt://127.0.0.1:1"), "t", metrics)
+        cfg = StreamConfig(id="s", url="clip.mp4", mode="replay")
+        state = StreamState(cfg, TrackerSettings(), metrics, publisher, batcher.wake, 30.0)
+        streams["s"] = state
+        order: list[tuple[str, int]] = []
+        state.listeners.append(lambda st, item, tracks: order.append(("tracked", item.index)))
+        orig = det.detect
+
+        async def detect(frames: Any) -> Any:
+            order.append(("detect", frames[0].index))
+            return await orig(frames)
+
+        det.detect = detect  # type: ignore[method-assign]
+        src = ListSource(
+            8, cfg, SPEC, loop, state.put, state.set_status, state.set_info, permits=state.permits
+        )
+        state.pull = src.pull
+        src.start()
+        t0 = time.monotonic()
+        while len(state.queue) < 8 and time.monotonic() < t0 + 10:  # every frame waits before we start
+            await asyncio.sleep(0.01)
+        task = asyncio.create_task(batcher.run())
+        while len(order) < 12 and time.monotonic() < t0 + 20:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return order
+
+    order = asyncio.run(main())
+    assert [i for kind, i in order if kind == "tracked"] == list(range(1, 9))
+    assert [i for kind, i in order if kind == "detect"] == [1, 3, 5, 7]
+    # Batch (first, first + 1) went to the detector before batch (first - 2, first - 1) was tracked.
+    for first in (3, 5, 7):
+        assert order.index(("detect", first)) < order.index(("tracked", first - 2)), order
