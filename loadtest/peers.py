@@ -66,7 +66,14 @@ def trackcast_cmd() -> list[str]:
 class Mosquitto:
     """A real mosquitto broker; ``stop()``/``start()`` keep the port and (persistent) state."""
 
-    def __init__(self, workdir: Path, port: int | None = None, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        users: dict[str, str] | None = None,
+        queue_qos0: bool = False,
+    ) -> None:
+        """``queue_qos0``: keep QoS 0 messages for persistent sessions while they are offline too."""
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             raise PeerUnavailable("mosquitto is not installed (make test installs it)")
@@ -76,6 +83,8 @@ class Mosquitto:
         self.dir.mkdir(parents=True, exist_ok=True)
         lines = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
                  "max_queued_messages 100000", "set_tcp_nodelay true", "log_dest stderr"]  # fmt: skip
+        if queue_qos0:
+            lines.append("queue_qos0_messages true")
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to 'mosquitto', which cannot write its state here
         if users:

@@ -7,6 +7,12 @@ the broker acknowledged it (QoS 1/2) or it was written (QoS 0), so after a recon
 still queued is delivered: at-least-once for events within the bound (a message in flight when the
 connection broke may arrive twice). Reconnects back off exponentially with jitter, 1 s to
 ``reconnect_max_s``. The service status topic is also the client's last will.
+
+Per-frame tracks at QoS 0 (the default) are written through: handed straight to the connection's
+paho client, without the task and the timed wait ``aiomqtt.Client.publish`` spends on each
+message (at hundreds of frames per second that bookkeeping cost the event loop more than the
+tracker). They leave the outbox when paho has written them; at most ``WINDOW`` are written and not
+yet sent, and on a broken connection those go back to the outbox.
 """
 
 from __future__ import annotations
@@ -75,6 +81,11 @@ class Publisher:
         self._events: deque[Message] = deque()
         self._tracks: deque[Message] = deque()
         self._unacked: list[Message] = []  # sent, not yet acknowledged, in send order
+        self._written: dict[int, Message] = {}  # tracks handed to paho (write-through), by mid
+        self._paho: Any = None  # the connection's paho client while tracks are written through
+        self._failed: asyncio.Future[BaseException] | None = None  # ends that connection's drain loop
+        self._starting = 0  # event sends made but not yet handed to the client (they go first)
+        self._window_full = False
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -91,7 +102,7 @@ class Publisher:
         # read when /metrics is scraped.
         self._published = {k: metrics.mqtt_published.labels(k) for k in ("tracks", "events", "status")}
         metrics.outbox_depth.labels("events").set_function(lambda: len(self._events) + len(self._unacked))
-        metrics.outbox_depth.labels("tracks").set_function(lambda: len(self._tracks))
+        metrics.outbox_depth.labels("tracks").set_function(lambda: len(self._tracks) + len(self._written))
 
     # ------------------------------------------------------------------ topics and payloads
     def topic(self, stream: str, kind: str) -> str:
@@ -111,13 +122,22 @@ class Publisher:
 
     # ------------------------------------------------------------------ enqueue (never blocks)
     def publish_tracks(self, stream: str, payload: bytes, on_sent: Any = None) -> None:
+        msg = Message(self.topic(stream, "tracks"), payload, self.cfg.qos_tracks, False, "tracks", on_sent)
+        if (
+            self._paho is not None
+            and not self._tracks
+            and not self._events
+            and not self._starting
+            and len(self._written) < WINDOW
+        ):
+            self._idle.clear()
+            self._write_through(msg)  # nothing queued before it: straight out, no wake-up
+            return
         if len(self._tracks) >= self.cfg.outbox_tracks:
             self._tracks.popleft()
             self.dropped["tracks"] += 1
             self.metrics.mqtt_dropped.labels("tracks").inc()
-        self._tracks.append(
-            Message(self.topic(stream, "tracks"), payload, self.cfg.qos_tracks, False, "tracks", on_sent)
-        )
+        self._tracks.append(msg)
         self._kick()
 
     def publish_event(self, stream: str, payload: bytes) -> None:
@@ -144,7 +164,85 @@ class Publisher:
 
     @property
     def depth(self) -> int:
-        return len(self._events) + len(self._tracks) + len(self._unacked)
+        return len(self._events) + len(self._tracks) + len(self._unacked) + len(self._written)
+
+    @property
+    def writes_through(self) -> bool:
+        """True while connected with QoS 0 tracks handed straight to the MQTT client."""
+        return self._paho is not None
+
+    # ------------------------------------------------------------------ write-through (QoS 0 tracks)
+    def _write_through(self, msg: Message) -> None:
+        info = self._paho.publish(msg.topic, msg.payload, 0, False)
+        if info.rc != 0:  # the connection is gone: back to the outbox, and reconnect
+            self._tracks.appendleft(msg)
+            self._broken(f"publish refused ({info.rc})")
+            return
+        self._written[info.mid] = msg
+
+    def _attach(self, client: Any, failed: asyncio.Future[BaseException]) -> None:
+        """Write QoS 0 tracks through this connection's paho client, if aiomqtt exposes one.
+
+        paho's publish and disconnect callbacks (aiomqtt's) are chained: a written message leaves
+        the outbox, a lost connection fails the drain loop (``failed``) so the run loop reconnects.
+        """
+        import paho.mqtt.client as mqtt
+
+        paho = getattr(client, "_client", None)
+        if self.cfg.qos_tracks != 0 or not isinstance(paho, mqtt.Client):
+            return  # tracks go through aiomqtt's publish like everything else
+        on_publish_before, on_disconnect_before = paho.on_publish, paho.on_disconnect
+
+        def on_publish(c: Any, userdata: Any, mid: int, *rest: Any) -> None:
+            if on_publish_before is not None:
+                on_publish_before(c, userdata, mid, *rest)
+            if c is not self._paho:
+                return  # a connection already given up: its messages went back to the outbox
+            msg = self._written.pop(mid, None)
+            if msg is not None:
+                self._sent(msg)
+                if self._window_full:
+                    self._window_full = False
+                    self._wake.set()
+
+        def on_disconnect(c: Any, *args: Any) -> None:
+            if on_disconnect_before is not None:
+                on_disconnect_before(c, *args)
+            if c is self._paho:
+                self._broken("disconnected")
+
+        paho.on_publish, paho.on_disconnect = on_publish, on_disconnect
+        self._failed = failed
+        self._paho = paho
+
+    def _broken(self, reason: str) -> None:
+        """The written-through connection failed: stop writing to it and end the drain loop."""
+        import aiomqtt
+
+        self._paho = None
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_result(aiomqtt.MqttError(f"connection lost: {reason}"))
+
+    def _detach(self) -> None:
+        """The connection ended: what was written through but not sent goes back to the outbox."""
+        self._paho = None
+        self._failed = None
+        for msg in reversed(self._written.values()):
+            self._tracks.appendleft(msg)
+        self._written.clear()
+        while len(self._tracks) > self.cfg.outbox_tracks:
+            self._tracks.popleft()
+            self.dropped["tracks"] += 1
+            self.metrics.mqtt_dropped.labels("tracks").inc()
+
+    def _sent(self, msg: Message) -> None:
+        self._published[msg.kind].inc()
+        if msg.on_sent is not None:
+            msg.on_sent(time.time())
+        if not self._events and not self._tracks and not self._unacked and not self._written:
+            self._idle.set()
+            if self._stopping:
+                self._wake.set()  # the drain loop returns once all is out
 
     # ------------------------------------------------------------------ the connection loop
     def _tls_params(self) -> Any:
@@ -231,12 +329,14 @@ class Publisher:
             await asyncio.sleep(0.05)
 
     async def _drain(self, client: Any) -> None:
-        """Send queued messages, up to ``WINDOW`` unacknowledged at once, events before tracks."""
+        """Send queued messages, events before tracks: events (and tracks at QoS 1/2) as tasks, up
+        to ``WINDOW`` unacknowledged at once; QoS 0 tracks written through (``_write_through``)."""
         window = asyncio.Semaphore(WINDOW)
         failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         tasks: set[asyncio.Task[None]] = set()
 
         async def send(msg: Message) -> None:
+            self._starting -= 1
             try:
                 await client.publish(
                     msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, timeout=PUBLISH_TIMEOUT_S
@@ -248,26 +348,32 @@ class Publisher:
             finally:
                 window.release()
             self._unacked.remove(msg)
-            self._published[msg.kind].inc()
-            if msg.on_sent is not None:
-                msg.on_sent(time.time())
-            if not self._events and not self._tracks and not self._unacked:
-                self._idle.set()
-                self._wake.set()
+            self._sent(msg)
 
+        self._attach(client, failed)
         try:
             while True:
                 if failed.done():
                     raise failed.result()
+                if self._tracks and not self._events and self._paho is not None:
+                    if self._starting:
+                        await asyncio.sleep(0)  # the events just handed over go out first
+                        continue
+                    while self._tracks and len(self._written) < WINDOW:
+                        self._write_through(self._tracks.popleft())
+                    if self._tracks:  # the window is full: wait until paho has written some
+                        self._window_full = True
+                        before = len(self._written)
+                        await self._wait(failed, PUBLISH_TIMEOUT_S)
+                        if self._window_full and len(self._written) >= before and not failed.done():
+                            raise TimeoutError(f"no tracks message written in {PUBLISH_TIMEOUT_S:g}s")
+                    continue
                 if not self._events and not self._tracks:
-                    if not self._unacked:
+                    if not self._unacked and not self._written:
                         self._idle.set()
                         if self._stopping:
                             return
-                    self._wake.clear()
-                    waiter: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
-                    await asyncio.wait([waiter, failed], return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
+                    await self._wait(failed)
                     continue
                 await window.acquire()
                 if failed.done():
@@ -275,12 +381,22 @@ class Publisher:
                     continue
                 msg = self._events.popleft() if self._events else self._tracks.popleft()
                 self._unacked.append(msg)
+                self._starting += 1
                 t = asyncio.create_task(send(msg))
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)
         finally:
+            self._detach()
+            self._starting = 0
             for t in tasks:
                 t.cancel()
+
+    async def _wait(self, failed: asyncio.Future[BaseException], timeout: float | None = None) -> None:
+        """Until something is queued (``_kick``), written or sent, the connection failed, or ``timeout``."""
+        self._wake.clear()
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
+        await asyncio.wait([waiter, failed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
 
     def _requeue_unacked(self) -> None:
         """After a broken connection: unacknowledged messages go back first, in their order."""
