@@ -177,8 +177,10 @@ class Publisher:
         if info.rc != 0:  # the connection is gone: back to the outbox, and reconnect
             self._tracks.appendleft(msg)
             self._broken(f"publish refused ({info.rc})")
-            return
-        self._written[info.mid] = msg
+        elif info.is_published():  # written within publish() (paho does when it owns the loop)
+            self._sent(msg)
+        else:
+            self._written[info.mid] = msg
 
     def _attach(self, client: Any, failed: asyncio.Future[BaseException]) -> None:
         """Write QoS 0 tracks through this connection's paho client, if aiomqtt exposes one.
@@ -351,6 +353,7 @@ class Publisher:
             self._sent(msg)
 
         self._attach(client, failed)
+        stalled_at = 0.0
         try:
             while True:
                 if failed.done():
@@ -362,11 +365,12 @@ class Publisher:
                     while self._tracks and len(self._written) < WINDOW:
                         self._write_through(self._tracks.popleft())
                     if self._tracks:  # the window is full: wait until paho has written some
-                        self._window_full = True
-                        before = len(self._written)
-                        await self._wait(failed, PUBLISH_TIMEOUT_S)
-                        if self._window_full and len(self._written) >= before and not failed.done():
+                        if not self._window_full:  # (on_publish clears it when one is written)
+                            self._window_full, stalled_at = True, time.monotonic()
+                        left = stalled_at + PUBLISH_TIMEOUT_S - time.monotonic()
+                        if left <= 0:
                             raise TimeoutError(f"no tracks message written in {PUBLISH_TIMEOUT_S:g}s")
+                        await self._wait(failed, left)
                     continue
                 if not self._events and not self._tracks:
                     if not self._unacked and not self._written:
@@ -388,6 +392,7 @@ class Publisher:
         finally:
             self._detach()
             self._starting = 0
+            self._window_full = False
             for t in tasks:
                 t.cancel()
 

@@ -8,13 +8,14 @@ broker restart within the outbox bound, and the drops counted beyond it.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from service.config import MqttConfig
 from service.metrics import Metrics
-from service.mqtt import Publisher, dumps
+from service.mqtt import WINDOW, Publisher, dumps
 from tests.infra import Collector, Mosquitto, wait_for
 
 
@@ -92,6 +93,9 @@ def test_tracks_wait_out_a_broker_restart_within_the_outbox_and_drops_beyond_are
         for i in range(20):
             pub.publish_tracks("cam", dumps({"frame": i}))
         assert await pub.flush(10)
+        t0 = time.monotonic()  # QoS 0 flushed = written: let the broker pass them on before it stops
+        while len(sub.of("/tracks", "cam")) < 20 and time.monotonic() < t0 + 10:
+            await asyncio.sleep(0.02)
         broker.stop()
         t0 = time.monotonic()
         while pub.connected.is_set() and time.monotonic() < t0 + 10:
@@ -126,3 +130,44 @@ def test_tracks_wait_out_a_broker_restart_within_the_outbox_and_drops_beyond_are
     assert frames == list(range(20)) + list(range(80, 120))
     assert _count(metrics, "trackcast_mqtt_dropped_total", kind="tracks") == 60
     assert _count(metrics, "trackcast_mqtt_published_total", kind="tracks") == 60
+
+
+def test_a_stalled_broker_fills_the_window_and_nothing_is_lost_or_reconnected(tmp_path: Path) -> None:
+    """A broker that stops reading (paused, not gone): once the socket buffers are full paho keeps
+    the written-through messages, the rest wait in the outbox, and all of them go out, in order,
+    when it reads again; a stall shorter than the publish timeout is not taken for a lost link."""
+    broker = Mosquitto(tmp_path / "broker").start()
+    sub = Collector(broker.port, topics="pub/#")
+    metrics = Metrics()
+    big = "x" * 60_000  # a few hundred of these are more than the loopback socket buffers hold
+    assert broker.proc is not None
+
+    async def main() -> dict[str, Any]:
+        pub = Publisher(MqttConfig(url=broker.url, topic_prefix="pub", outbox_tracks=500), "t", metrics)
+        runner = asyncio.create_task(pub.run())
+        await _connected(pub)
+        broker.proc.send_signal(signal.SIGSTOP)
+        for i in range(400):
+            pub.publish_tracks("cam", dumps({"frame": i, "pad": big}))
+            await asyncio.sleep(0.005)  # 2 s of frames arriving while the broker does not read
+        seen = {"depth": pub.depth, "through": pub.writes_through}
+        broker.proc.send_signal(signal.SIGCONT)
+        seen["flushed"] = await pub.flush(30)
+        seen["dropped"] = _count(metrics, "trackcast_mqtt_dropped_total", kind="tracks")
+        pub.stop()
+        await asyncio.wait_for(runner, 10)
+        return seen
+
+    try:
+        seen = asyncio.run(main())
+        wait_for(lambda: len(sub.of("/tracks", "cam")) >= 400, 30, "every frame")
+        frames = [b["frame"] for b in sub.of("/tracks", "cam")]
+    finally:
+        if broker.proc is not None:
+            broker.proc.send_signal(signal.SIGCONT)
+        sub.close()
+        broker.stop()
+    assert seen["depth"] > WINDOW, "messages waited in the outbox while the broker was not reading"
+    assert seen["through"], "a short stall is not a lost connection"
+    assert seen["flushed"] and seen["dropped"] == 0
+    assert frames == list(range(400))
