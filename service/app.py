@@ -13,6 +13,7 @@ import gc
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from detector_client.errors import DetectorError
 from service.config import Settings, StreamConfig
 from service.errors import ConfigError, ServiceError
 from service.metrics import Metrics
-from service.mqtt import Publisher
+from service.mqtt import Backoff, Publisher
 from service.pipeline import Batcher, StreamState
 from service.sources import ThreadSource, VideoSource
 from tracker import ByteTracker
@@ -82,8 +83,12 @@ class Service:
         self.batcher = Batcher(
             det, self.streams, self.metrics, max_batch, self.settings.batcher.max_wait_ms / 1000
         )
-        self._tasks.append(asyncio.create_task(self.publisher.run(lambda: sorted(self.streams)), name="mqtt"))
-        self._tasks.append(asyncio.create_task(self.batcher.run(), name="batcher"))
+        batcher = self.batcher
+        self._tasks.append(
+            asyncio.create_task(self._keep_running("mqtt", lambda: self.publisher.run(lambda: sorted(self.streams))),
+                                name="mqtt")
+        )  # fmt: skip
+        self._tasks.append(asyncio.create_task(self._keep_running("batcher", batcher.run), name="batcher"))
         if http:
             from service.http import start_http
             from service.webrtc import configure_ice
@@ -101,6 +106,21 @@ class Service:
         self.ready.set()
         log.info("service %s ready: %d streams, detector %s (batch %d)", self.settings.instance, len(self.streams),
                  det.name, max_batch)  # fmt: skip
+
+    async def _keep_running(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a core loop (the batcher, the MQTT publisher) for the service's life: one that fails
+        from a bug is logged with its traceback, counted, and started again (1 s to 30 s backoff),
+        so no stream's odd frame or message stops every stream for good."""
+        backoff = Backoff(1.0, 30.0)
+        while True:
+            try:
+                await run()
+                return
+            except Exception:
+                delay = backoff.next()
+                self.metrics.internal_errors.labels(name).inc()
+                log.exception("internal error in the %s loop; restarting it in %.1fs", name, delay)
+                await asyncio.sleep(delay)
 
     async def add_stream(self, cfg: StreamConfig) -> StreamState:
         if cfg.id in self.streams:

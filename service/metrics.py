@@ -31,7 +31,7 @@ LATENCY_BUCKETS = (
     10.0,
 )
 STAGES = ("decode", "queue", "detect", "track", "publish")
-DROP_CAUSES = ("superseded", "sampling", "late", "detector_error", "shutdown")
+DROP_CAUSES = ("superseded", "sampling", "late", "detector_error", "internal_error", "shutdown")
 
 
 @dataclass(slots=True)
@@ -112,6 +112,14 @@ class Metrics:
         self.mqtt_published = Counter("trackcast_mqtt_published", "Messages published", ["kind"], registry=r)
         self.mqtt_connected = Gauge("trackcast_mqtt_connected", "1 while connected to the broker", registry=r)
         self.track_events = Counter("trackcast_track_events", "Track events", ["stream", "event"], registry=r)
+        self.internal_errors = Counter(
+            "trackcast_internal_errors",
+            "Core loops (batcher, mqtt) restarted after a bug",
+            ["loop"],
+            registry=r,
+        )
+        for loop in ("batcher", "mqtt"):
+            self.internal_errors.labels(loop)  # at zero from the start, for alerts
 
     def add_stream(self, stream: str) -> None:
         """Create a stream's series at zero so they show up before the first frame."""

@@ -397,6 +397,7 @@ class Batcher:
         self._rr = 0
         self.inflight = 0
         self._starting = 0  # batches handed to a task that has not called the detector yet
+        self._last_expire = time.monotonic()  # when waiting streams last gave up on slow results
 
     def _ready_streams(self) -> list[StreamState]:
         ready = [s for s in self.streams.values() if s.has_ready()]
@@ -426,45 +427,61 @@ class Batcher:
             s.pull()
 
     async def run(self) -> None:
-        last_expire = time.monotonic()
         while True:
             self.demand.waiting = False  # frames wait in the sources until a detector slot is free
             await self._sem.acquire()
-            self.demand.waiting = True
-            self._pull()
-            batch = self._collect(self.max_batch)
-            while not batch:
-                await self.wake.wait(1.0)
+            batch: list[FrameItem] = []
+            try:
+                await self._fill(batch)
+                self._send(batch)
+            except BaseException as exc:
+                self._sem.release()  # nothing went to the detector: the slot stays free
+                if not isinstance(exc, asyncio.CancelledError):
+                    for it in batch:  # taken from their streams: each stream moves on without them
+                        s = self.streams.get(it.stream)
+                        if s is not None:
+                            s.on_result(it, None, "internal_error")
+                raise
+
+    async def _fill(self, batch: list[FrameItem]) -> None:
+        """With a detector slot taken: wait for frames, then fill ``batch`` up to the deadline."""
+        self.demand.waiting = True
+        self._pull()
+        batch += self._collect(self.max_batch)
+        while not batch:
+            await self.wake.wait(1.0)
+            self.wake.clear()
+            now = time.monotonic()
+            if now - self._last_expire > 1.0:
+                self._last_expire = now
+                for s in list(self.streams.values()):
+                    s.expire(time.perf_counter())
+            batch += self._collect(self.max_batch)
+        # Filling up to the deadline: replay sources wake the batcher only with the frame
+        # that completes the batch; live frames wake it as they come.
+        self.demand.waiting = False
+        deadline = batch[0].t_ready + self.max_wait_s
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.perf_counter()
+            woken = False
+            if remaining > 0:
+                self.demand.expect(self.max_batch - len(batch))
                 self.wake.clear()
-                now = time.monotonic()
-                if now - last_expire > 1.0:
-                    last_expire = now
-                    for s in list(self.streams.values()):
-                        s.expire(time.perf_counter())
-                batch = self._collect(self.max_batch)
-            # Filling up to the deadline: replay sources wake the batcher only with the frame
-            # that completes the batch; live frames wake it as they come.
-            self.demand.waiting = False
-            deadline = batch[0].t_ready + self.max_wait_s
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.perf_counter()
-                woken = False
-                if remaining > 0:
-                    self.demand.expect(self.max_batch - len(batch))
-                    self.wake.clear()
-                    woken = await self.wake.wait(remaining)
-                    self.demand.expect(0)
-                self._pull()
-                batch += self._collect(self.max_batch - len(batch))
-                if not woken:
-                    break
-            # Anything left over keeps the wake flag up for the next round.
-            if any(s.has_ready() for s in self.streams.values()):
-                self.wake.set()
-            self._starting += 1
-            task = asyncio.create_task(self._detect(batch), name="detect")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+                woken = await self.wake.wait(remaining)
+                self.demand.expect(0)
+            self._pull()
+            batch += self._collect(self.max_batch - len(batch))
+            if not woken:
+                break
+
+    def _send(self, batch: list[FrameItem]) -> None:
+        """Hand a batch to a detect task. Anything left over keeps the wake flag up for the next round."""
+        if any(s.has_ready() for s in self.streams.values()):
+            self.wake.set()
+        self._starting += 1
+        task = asyncio.create_task(self._detect(batch), name="detect")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _detect(self, batch: list[FrameItem]) -> None:
         self._starting -= 1

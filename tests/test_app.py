@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import time
 from pathlib import Path
+from typing import Any
 
 from service.app import Service
 from service.config import load_settings
@@ -35,3 +38,52 @@ def test_start_freezes_what_was_loaded_and_stop_releases_it(tmp_path: Path) -> N
     assert before == 0
     assert frozen > 10_000  # the loaded libraries' objects, not a handful
     assert after == 0
+
+
+def test_a_failing_core_loop_is_logged_counted_and_restarted(tmp_path: Path, caplog: Any) -> None:
+    """A bug that escapes the batcher must not stop every stream for good: the loop is logged
+    with its traceback, counted, and started again, and frames flow once more."""
+    broker = Mosquitto(tmp_path / "broker").start()
+    try:
+        settings = load_settings(None, {
+            "instance": "sup", "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}"},
+            "detector": {"kind": "fake", "latency_ms": 1}, "http": {"port": 0},
+            "streams": [{"id": "pitch", "url": "synthetic://pitch?players=6&fps=25&width=320&height=180"}],
+        })  # fmt: skip
+
+        async def run() -> tuple[int, int, float]:
+            svc = Service(settings)
+            await svc.start(http=False)
+            assert svc.batcher is not None
+            collect = svc.batcher._collect
+            calls = 0
+
+            def failing_once(want: int) -> list[Any]:
+                nonlocal calls
+                calls += 1
+                if calls == 3:
+                    raise RuntimeError("a bug in the batcher")
+                return collect(want)
+
+            svc.batcher._collect = failing_once  # type: ignore[method-assign]
+            stream = svc.streams["pitch"]
+            t0 = time.monotonic()
+            while calls < 3 and time.monotonic() < t0 + 10:
+                await asyncio.sleep(0.05)
+            at_failure = stream.n_processed
+            await asyncio.sleep(3.0)  # the restart waits 0.5-1 s
+            after = stream.n_processed
+            restarts = svc.metrics.registry.get_sample_value(
+                "trackcast_internal_errors_total", {"loop": "batcher"}
+            )
+            await svc.stop(timeout=5)
+            return at_failure, after, restarts or 0.0
+
+        with caplog.at_level(logging.ERROR, logger="service.app"):
+            at_failure, after, restarts = asyncio.run(run())
+    finally:
+        broker.stop()
+    assert restarts == 1
+    assert after >= at_failure + 25, "frames are processed again after the restart"
+    logged = [r for r in caplog.records if "internal error in the batcher loop" in r.getMessage()]
+    assert logged and logged[0].exc_info is not None and "a bug in the batcher" in str(logged[0].exc_info[1])
