@@ -83,12 +83,14 @@ class Service:
         self.batcher = Batcher(
             det, self.streams, self.metrics, max_batch, self.settings.batcher.max_wait_ms / 1000
         )
-        batcher = self.batcher
+
+        def publish() -> Awaitable[None]:
+            return self.publisher.run(lambda: sorted(self.streams))
+
+        self._tasks.append(asyncio.create_task(self._keep_running("mqtt", publish), name="mqtt"))
         self._tasks.append(
-            asyncio.create_task(self._keep_running("mqtt", lambda: self.publisher.run(lambda: sorted(self.streams))),
-                                name="mqtt")
-        )  # fmt: skip
-        self._tasks.append(asyncio.create_task(self._keep_running("batcher", batcher.run), name="batcher"))
+            asyncio.create_task(self._keep_running("batcher", self.batcher.run), name="batcher")
+        )
         if http:
             from service.http import start_http
             from service.webrtc import configure_ice
