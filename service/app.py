@@ -20,12 +20,13 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from detector_client import create_detector
+from detector_client.backoff import Backoff
 from detector_client.base import Detector
 from detector_client.errors import DetectorError
 from service.config import Settings, StreamConfig
 from service.errors import ConfigError, ServiceError
 from service.metrics import Metrics
-from service.mqtt import Backoff, Publisher
+from service.mqtt import Publisher
 from service.pipeline import Batcher, StreamState
 from service.sources import ThreadSource, VideoSource
 from tracker import ByteTracker

@@ -1,14 +1,14 @@
-"""Per-stream state, the cross-stream batcher, ordered tracking, track events and payloads.
+"""Per-stream state and the cross-stream batcher: the asyncio adapters around the service's rules.
 
 Flow: a source hands frames to its ``StreamState`` (live: one slot, the freshest frame wins and
 the replaced one is counted as ``superseded``; replay: a short FIFO the source waits on). The one
-``Batcher`` takes a free detector slot, then collects ready frames round-robin across streams until
-``max_batch`` or ``max_wait_ms`` after the first one (it never waits for any particular stream),
-and runs the detector (bounded in flight). Results go back to their stream, which applies them to
-its tracker strictly in frame order: a result whose predecessors are still out waits; a frame
-whose detection failed or exceeded ``result_timeout_s`` becomes a gap (counted), and a result
-arriving after later frames were tracked is dropped (``late``). The tracker's frame counter is the
-stream's sample counter, so frames skipped by ``detect_fps`` are not gaps, dropped frames are.
+``Batcher`` takes a free detector slot, asks the batch policy (``service.rules.batching``) which
+streams' ready frames form the batch and until when it may wait, and runs the detector (bounded in
+flight). Results go back to their stream, whose frame sequencer (``service.rules.sequencer``)
+releases them to its tracker strictly in frame order (gaps and late results counted), and whose
+track lifecycle (``service.rules.lifecycle``) turns each frame's tracks into started/ended events.
+The tracker's frame counter is the stream's sample counter, so frames skipped by ``detect_fps``
+are not gaps, dropped frames are.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,8 +27,12 @@ import numpy.typing as npt
 
 from detector_client.base import Detector
 from service.config import StreamConfig, TrackerSettings
+from service.messages import SCHEMA_VERSION, StreamStatus, TrackEvent, TracksMessage, dumps
 from service.metrics import Metrics
-from service.mqtt import SCHEMA_VERSION, Publisher, dumps
+from service.mqtt import Publisher
+from service.rules.batching import BatchPolicy
+from service.rules.lifecycle import TrackLifecycle
+from service.rules.sequencer import LATE, FrameSequencer, Gap, Late, Ready
 from service.sources import Demand, FrameItem
 from tracker import ByteTracker, TrackerConfig, Tracks
 
@@ -38,18 +41,6 @@ F64 = npt.NDArray[np.float64]
 
 REPLAY_QUEUE = 8
 WINDOW_S = 5.0
-
-
-@dataclass(slots=True)
-class TrackInfo:
-    first_frame: int
-    first_ts: float
-    first_box: list[float]
-    last_frame: int
-    last_ts: float
-    last_box: list[float]
-    cls: int
-    score: float
 
 
 class StreamState:
@@ -80,12 +71,11 @@ class StreamState:
         # Replay backpressure without a loop round trip per frame: the source thread takes a
         # permit before handing a frame over; the pipeline gives it back when it takes the frame.
         self.permits = threading.BoundedSemaphore(REPLAY_QUEUE)
-        self.pending: deque[int] = deque()  # samples sent to the detector, in order
-        self._submitted: dict[int, float] = {}  # sample -> perf_counter when taken
-        self._results: dict[int, tuple[FrameItem, F64 | None, str]] = {}
+        # Detector results back into frame order (perf_counter time).
+        self.sequencer: FrameSequencer[tuple[FrameItem, F64]] = FrameSequencer(result_timeout_s)
         self.tracker: ByteTracker | None = None
         self.last_sample = 0
-        self.tracks: dict[int, TrackInfo] = {}
+        self.lifecycle = TrackLifecycle(cfg.id)
         self.processed_times: deque[float] = deque()
         self.latencies: deque[tuple[float, float]] = deque(maxlen=2000)
         self.n_processed = 0
@@ -110,8 +100,8 @@ class StreamState:
             return
         self.state, self.reason = state, reason
         self.metrics.stream_up.labels(self.id).set(1 if state == "online" else 0)
-        body = {"v": SCHEMA_VERSION, "stream": self.id, "state": state, "reason": reason, "ts": time.time(),
-                "url": self.cfg.safe_url()}  # fmt: skip
+        body: StreamStatus = {"v": SCHEMA_VERSION, "stream": self.id, "state": state, "reason": reason,  # type: ignore[typeddict-item]
+                              "ts": time.time(), "url": self.cfg.safe_url()}  # fmt: skip
         self.publisher.publish_status(self.id, dumps(body))
         log.info("stream %s: %s%s", self.id, state, f" ({reason})" if reason else "")
 
@@ -141,7 +131,7 @@ class StreamState:
             self._m.sampling.inc()
             return
         if not self.accepting:
-            self._drop(item, "shutdown")
+            self._drop(item.sample, "shutdown")
             self.permits.release()
             return
         self._m.decode.observe(item.decode_s)
@@ -152,9 +142,12 @@ class StreamState:
     def has_ready(self) -> bool:
         return self.slot is not None or bool(self.queue)
 
+    def ready_count(self) -> int:
+        return len(self.queue) + (self.slot is not None)
+
     def drained(self) -> bool:
         """Nothing of this stream is queued or waiting for the detector."""
-        return self.slot is None and not self.queue and not self.pending
+        return self.slot is None and not self.queue and not self.sequencer.waiting
 
     def take(self) -> FrameItem | None:
         if self.slot is not None:
@@ -166,47 +159,37 @@ class StreamState:
             return None
         now = time.perf_counter()
         item.timings["queue"] = now - item.t_ready
-        self.pending.append(item.sample)
-        self._submitted[item.sample] = now
+        self.sequencer.submit(item.sample, now)
         return item
 
-    def _drop(self, item: FrameItem, cause: str) -> None:
+    def _drop(self, sample: int, cause: str) -> None:
         self.metrics.frames_dropped.labels(self.id, cause).inc()
 
     # ------------------------------------------------------------------ results (event loop)
     def on_result(self, item: FrameItem, dets: F64 | None, cause: str = "") -> None:
-        if item.sample not in self._submitted:
-            self._drop(item, "late")  # gave up on it already; never applied out of order
-            return
-        self._results[item.sample] = (item, dets, cause)
-        self._advance()
+        """The detector's answer for ``item`` (``dets`` None: it failed, for ``cause``)."""
+        seq = self.sequencer
+        self._settle(seq.result(item.sample, (item, dets)) if dets is not None else
+                     seq.fail(item.sample, cause or "detector_error"))  # fmt: skip
 
     def expire(self, now: float) -> None:
         """Give up on the oldest frames whose detection takes longer than ``result_timeout_s``."""
-        while self.pending and self.pending[0] not in self._results:
-            s = self.pending[0]
-            if now - self._submitted[s] <= self.result_timeout_s:
-                break
-            self.pending.popleft()
-            del self._submitted[s]
-            self.metrics.frames_dropped.labels(self.id, "late").inc()
-            log.warning(
-                "stream %s: detection of sample %d took over %.0fs; skipped",
-                self.id,
-                s,
-                self.result_timeout_s,
-            )
-        self._advance()
+        self._settle(self.sequencer.expire(now))
 
-    def _advance(self) -> None:
-        while self.pending and self.pending[0] in self._results:
-            s = self.pending.popleft()
-            del self._submitted[s]
-            item, dets, cause = self._results.pop(s)
-            if dets is None:
-                self._drop(item, cause or "detector_error")
-                continue
-            self._apply(item, dets)
+    def _settle(
+        self, settled: list[Ready[tuple[FrameItem, F64]] | Gap] | Late[tuple[FrameItem, F64]]
+    ) -> None:
+        if isinstance(settled, Late):
+            self._drop(settled.sample, LATE)  # gave up on it already; never applied out of order
+            return
+        for s in settled:
+            if isinstance(s, Ready):
+                self._apply(*s.value)
+            else:
+                if s.cause == LATE:
+                    log.warning("stream %s: detection of sample %d took over %.0fs; skipped", self.id, s.sample,
+                                self.result_timeout_s)  # fmt: skip
+                self._drop(s.sample, s.cause)
         if self._deferred_status is not None and self.drained():
             self.set_status(*self._deferred_status)
 
@@ -236,7 +219,10 @@ class StreamState:
         # Round once, as plain lists, for both the events and the tracks message.
         rows = list(zip(tracks.ids.tolist(), np.round(tracks.xyxy, 2).tolist(), np.round(tracks.scores, 4).tolist(),
                         tracks.classes.tolist(), strict=True))  # fmt: skip
-        self._events(item, tracks, rows)
+        for event in self.lifecycle.update(
+            item.index, item.capture_ts, rows, tracks.ended_ids.tolist(), time.time()
+        ):
+            self._emit(event)
         self._publish(item, rows)
         now = time.monotonic()
         self.processed_times.append(now)
@@ -247,53 +233,20 @@ class StreamState:
             listener(self, item, tracks)
 
     # ------------------------------------------------------------------ events and payloads
-    def _emit(self, body: dict[str, Any]) -> None:
-        self.publisher.publish_event(self.id, dumps(body))
-        self.metrics.track_events.labels(self.id, body["event"]).inc()
+    def _emit(self, event: TrackEvent) -> None:
+        self.publisher.publish_event(self.id, dumps(event))
+        self.metrics.track_events.labels(self.id, event["event"]).inc()
         for listener in self.event_listeners:
-            listener(body)
-
-    def _ended(self, tid: int, info: TrackInfo, reason: str) -> dict[str, Any]:
-        return {
-            "v": SCHEMA_VERSION, "stream": self.id, "event": "track_ended", "id": tid, "class": info.cls,
-            "reason": reason, "first_frame": info.first_frame, "last_frame": info.last_frame,
-            "first_ts": round(info.first_ts, 3), "last_ts": round(info.last_ts, 3),
-            "duration_s": round(info.last_ts - info.first_ts, 3), "frames": info.last_frame - info.first_frame + 1,
-            "first_box": info.first_box, "last_box": info.last_box, "ts": round(time.time(), 3),
-        }  # fmt: skip
-
-    def _events(
-        self, item: FrameItem, tracks: Tracks, rows: list[tuple[int, list[float], float, int]]
-    ) -> None:
-        ts = item.capture_ts
-        for tid, b, score, cls in rows:
-            info = self.tracks.get(tid)
-            if info is None:
-                self.tracks[tid] = TrackInfo(item.index, ts, b, item.index, ts, b, cls, score)
-                self._emit({"v": SCHEMA_VERSION, "stream": self.id, "event": "track_started", "id": tid, "class": cls,
-                            "frame": item.index, "ts": round(ts, 3), "box": b, "score": score})  # fmt: skip
-            else:
-                info.last_frame, info.last_ts, info.last_box, info.cls, info.score = (
-                    item.index,
-                    ts,
-                    b,
-                    cls,
-                    score,
-                )
-        for tid in tracks.ended_ids.tolist():
-            info = self.tracks.pop(tid, None)
-            if info is not None:
-                self._emit(self._ended(tid, info, "lost"))
+            listener(event)  # type: ignore[arg-type]
 
     def end_all_tracks(self, reason: str) -> None:
-        for tid, info in list(self.tracks.items()):
-            self._emit(self._ended(tid, info, reason))
-        self.tracks.clear()
+        for event in self.lifecycle.end_all(reason, time.time()):
+            self._emit(event)
 
     def _publish(self, item: FrameItem, rows: list[tuple[int, list[float], float, int]]) -> None:
         lat = {k: round(v * 1000, 3) for k, v in (("decode", item.decode_s), *item.timings.items())}
         lat["pipeline"] = round((time.time() - item.capture_ts) * 1000, 3)
-        body = {
+        body: TracksMessage = {
             "v": SCHEMA_VERSION,
             "stream": self.id,
             "frame": item.index,
@@ -389,37 +342,24 @@ class Batcher:
         self.streams = streams
         self.metrics = metrics
         self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
+        self.policy: BatchPolicy[int] = BatchPolicy(max_batch, max_wait_s)
         self.wake = Wake()
         self.demand = Demand()  # tells replay sources whether to wake the loop for a frame
         self._sem = asyncio.Semaphore(detector.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._rr = 0
         self.inflight = 0
         self._starting = 0  # batches handed to a task that has not called the detector yet
         self._last_expire = time.monotonic()  # when waiting streams last gave up on slow results
 
-    def _ready_streams(self) -> list[StreamState]:
-        ready = [s for s in self.streams.values() if s.has_ready()]
-        if ready:
-            k = self._rr % len(ready)
-            ready = ready[k:] + ready[:k]
-            self._rr += 1
-        return ready
-
     def _collect(self, want: int) -> list[FrameItem]:
-        """Up to ``want`` frames, round-robin over streams so one busy replay cannot starve the others."""
+        """Up to ``want`` frames, as the batch policy picks them (round-robin over streams)."""
+        streams = list(self.streams.values())
+        plan = self.policy.plan([(i, s.ready_count()) for i, s in enumerate(streams)], want)
         out: list[FrameItem] = []
-        while len(out) < want:
-            ready = self._ready_streams()
-            if not ready:
-                break
-            for s in ready:
-                item = s.take()
-                if item is not None:
-                    out.append(item)
-                    if len(out) >= want:
-                        break
+        for i in plan:
+            item = streams[i].take()
+            if item is not None:
+                out.append(item)
         return out
 
     def _pull(self) -> None:
@@ -460,8 +400,9 @@ class Batcher:
         # Filling up to the deadline: replay sources wake the batcher only with the frame
         # that completes the batch; live frames wake it as they come.
         self.demand.waiting = False
-        deadline = batch[0].t_ready + self.max_wait_s
-        while len(batch) < self.max_batch:
+        policy = self.policy
+        deadline = policy.deadline(batch[0].t_ready)
+        while len(batch) < policy.max_batch:
             remaining = deadline - time.perf_counter()
             woken = False
             if remaining > 0:

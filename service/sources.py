@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from detector_client.backoff import Backoff
 from detector_client.base import InputSpec, PreparedFrame
 from service.config import StreamConfig
 from service.errors import SourceError, redact_url
-from service.mqtt import Backoff
 from service.video import open_video, prepare_frame, to_bgr
 
 log = logging.getLogger(__name__)

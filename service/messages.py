@@ -1,0 +1,166 @@
+"""The MQTT messages trackcast publishes, as typed values consumers can import.
+
+Each message is a ``TypedDict``: the service builds plain dicts (no per-frame object cost) that
+type-check against these definitions, and a consumer can ``parse`` a payload it received into the
+same type, validated. ``python -m service.messages`` writes one JSON Schema per message into
+``service/schemas/`` (checked in; a test keeps them current), for consumers in other languages.
+
+Topics under ``<prefix>/``::
+
+    <stream>/tracks            TracksMessage, one per processed frame, in frame order (QoS 0 by default)
+    <stream>/events            TrackStarted | TrackEnded (QoS 1)
+    <stream>/status            StreamStatus, retained
+    service/<instance>/status  ServiceStatus, retained; also the MQTT last will
+
+``v`` is the schema version; a change that breaks consumers raises it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal, NotRequired, TypedDict
+
+SCHEMA_VERSION = 1
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+# "class" is a keyword, hence the functional form for the types that carry it.
+TrackRow = TypedDict("TrackRow", {"id": int, "box": list[float], "score": float, "class": int})
+TrackRow.__doc__ = "One track in a frame: its id, box (x1, y1, x2, y2 in source pixels), score, class."
+
+
+class TracksMessage(TypedDict):
+    """``<stream>/tracks``: the active tracks of one processed frame."""
+
+    v: int
+    stream: str
+    frame: int  # the source's frame index (1-based)
+    pts: float | None  # presentation time in the source, seconds
+    capture_ts: float  # wall clock when decoded, Unix seconds
+    size: list[int]  # source width, height
+    latency_ms: dict[str, float]  # per stage: decode, queue, detect, track, pipeline
+    tracks: list[TrackRow]
+
+
+TrackStarted = TypedDict(
+    "TrackStarted",
+    {
+        "v": int,
+        "stream": str,
+        "event": Literal["track_started"],
+        "id": int,
+        "class": int,
+        "frame": int,
+        "ts": float,
+        "box": list[float],
+        "score": float,
+    },
+)
+TrackStarted.__doc__ = "``<stream>/events``: a track was confirmed, at its first frame."
+
+TrackEnded = TypedDict(
+    "TrackEnded",
+    {
+        "v": int,
+        "stream": str,
+        "event": Literal["track_ended"],
+        "id": int,
+        "class": int,
+        "reason": str,  # lost | the stream's stop reason (shutdown, stream removed, ...)
+        "first_frame": int,
+        "last_frame": int,
+        "first_ts": float,
+        "last_ts": float,
+        "duration_s": float,
+        "frames": int,
+        "first_box": list[float],
+        "last_box": list[float],
+        "ts": float,
+    },
+)
+TrackEnded.__doc__ = "``<stream>/events``: a track ended (lost by the tracker, or its stream stopped)."
+
+TrackEvent = TrackStarted | TrackEnded
+
+
+class StreamStatus(TypedDict):
+    """``<stream>/status`` (retained): online, connecting, reconnecting or offline, with the reason."""
+
+    v: int
+    stream: str
+    state: Literal["connecting", "online", "reconnecting", "offline"]
+    reason: str | None
+    ts: float
+    url: str  # credentials redacted
+
+
+class ServiceStatus(TypedDict):
+    """``service/<instance>/status`` (retained, and the last will): the instance and its streams."""
+
+    v: int
+    instance: str
+    state: Literal["online", "offline"]
+    reason: str | None
+    ts: float
+    streams: NotRequired[list[str]]
+
+
+MESSAGES: dict[str, Any] = {
+    "tracks": TracksMessage,
+    "track_started": TrackStarted,
+    "track_ended": TrackEnded,
+    "stream_status": StreamStatus,
+    "service_status": ServiceStatus,
+}
+
+
+def dumps(obj: Any) -> bytes:
+    """The wire encoding: compact JSON, no NaN or infinity."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _adapter(name: str) -> Any:
+    from pydantic import TypeAdapter
+
+    if name not in MESSAGES:
+        raise KeyError(f"no message type {name!r}; one of {', '.join(MESSAGES)}")
+    return TypeAdapter(MESSAGES[name])
+
+
+def parse(name: str, payload: bytes | str) -> Any:
+    """A received payload as the message type ``name`` (see ``MESSAGES``), validated.
+
+    Raises ``ValueError`` (pydantic's ``ValidationError``) naming the field that does not fit.
+    """
+    return _adapter(name).validate_json(payload)
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """One JSON Schema per message type, by name."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in MESSAGES:
+        schema: dict[str, Any] = _adapter(name).json_schema()
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"trackcast/{name}.v{SCHEMA_VERSION}.json"
+        out[name] = schema
+    return out
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def write_schemas(folder: Path = SCHEMA_DIR) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, schema in json_schemas().items():
+        p = folder / f"{name}.schema.json"
+        p.write_text(schema_text(schema))
+        paths.append(p)
+    return paths
+
+
+if __name__ == "__main__":
+    for p in write_schemas(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_DIR):
+        print(p)
