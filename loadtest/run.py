@@ -24,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -168,24 +169,26 @@ def rss_slope_mb_per_hour(samples: list[tuple[float, float, float]]) -> float | 
     t0 = warm[0][0]
     xs = [(t - t0) / 3600 for t, _, _ in warm]
     ys = [r for _, _, r in warm]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    den = sum((x - mx) ** 2 for x in xs)
-    return None if den == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
+    try:
+        return statistics.linear_regression(xs, ys).slope
+    except statistics.StatisticsError:  # every sample at the same time
+        return None
 
 
 def parse_metrics(text: str) -> dict[str, dict[str, float]]:
     """Per-stream counters from the Prometheus text: received, processed, dropped:<cause>."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: dict[str, dict[str, float]] = {}
-    pat = re.compile(r"^trackcast_(frames_received|frames_processed|frames_dropped)_total\{([^}]*)\} (\S+)$")
-    for line in text.splitlines():
-        m = pat.match(line)
-        if not m:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
-        key = m.group(1).replace("frames_", "")
-        if key == "dropped":
-            key = f"dropped:{labels.get('cause')}"
-        out.setdefault(labels["stream"], {})[key] = float(m.group(3))
+    wanted = {f"trackcast_frames_{k}_total": k for k in ("received", "processed", "dropped")}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = wanted.get(sample.name)
+            if key is None or "stream" not in sample.labels:
+                continue
+            if key == "dropped":
+                key = f"dropped:{sample.labels.get('cause')}"
+            out.setdefault(sample.labels["stream"], {})[key] = float(sample.value)
     return out
 
 

@@ -43,7 +43,7 @@ def test_predict_is_constant_velocity_with_height_scaled_noise() -> None:
         q = np.square([WP * h, WP * h, 1e-2, WP * h, WV * h, WV * h, 1e-5, WV * h])
         exp_cov[i] = F @ exp_cov[i] @ F.T + np.diag(q)
         exp_mean[i] = F @ exp_mean[i]
-    K.predict(mean, cov, slots, state, 1)
+    K.kalman_predict(mean, cov, slots, state, 1)
     np.testing.assert_allclose(mean, exp_mean, rtol=1e-13)
     np.testing.assert_allclose(cov, exp_cov, rtol=1e-12)
 
@@ -53,9 +53,9 @@ def test_predict_several_steps_equals_repeated_single_steps() -> None:
     mean[0, 4:] = [3.0, -1.0, 0.001, 0.5]
     state = np.array([K.TRACKED], dtype=np.int8)
     m2, c2 = mean.copy(), cov.copy()
-    K.predict(mean, cov, slots, state, 4)
+    K.kalman_predict(mean, cov, slots, state, 4)
     for _ in range(4):
-        K.predict(m2, c2, slots, state, 1)
+        K.kalman_predict(m2, c2, slots, state, 1)
     np.testing.assert_array_equal(mean, m2)
     np.testing.assert_array_equal(cov, c2)
 
@@ -63,7 +63,7 @@ def test_predict_several_steps_equals_repeated_single_steps() -> None:
 def test_update_is_the_kalman_correction() -> None:
     mean, cov, slots = _start(np.array([[100.0, 50.0, 0.5, 80.0]]))
     state = np.array([K.TRACKED], dtype=np.int8)
-    K.predict(mean, cov, slots, state, 1)
+    K.kalman_predict(mean, cov, slots, state, 1)
     z = np.array([[104.0, 49.0, 0.52, 82.0]])
     m, p = mean[0].copy(), cov[0].copy()
     h = m[3]
@@ -72,7 +72,7 @@ def test_update_is_the_kalman_correction() -> None:
     gain = p @ H.T @ np.linalg.inv(s)
     exp_mean = m + gain @ (z[0] - H @ m)
     exp_cov = p - gain @ s @ gain.T
-    K.update(mean, cov, slots, z)
+    K.kalman_correct(mean, cov, slots, z)
     np.testing.assert_allclose(mean[0], exp_mean, rtol=1e-12)
     np.testing.assert_allclose(cov[0], exp_cov, rtol=1e-9, atol=1e-12)
     # the corrected state moves toward the measurement, never past it

@@ -11,11 +11,13 @@ through LAPACK (the 4x4 Cholesky solve) ours is an explicit Cholesky of the same
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from tracker._assign import assign
+from tracker.config import DUPLICATE_IOU_DIST, LOW_SCORE_THRESH, SECOND_MATCH_THRESH, UNCONFIRMED_MATCH_THRESH
 
 STD_WEIGHT_POSITION = 1.0 / 20
 STD_WEIGHT_VELOCITY = 1.0 / 160
@@ -23,6 +25,34 @@ STD_WEIGHT_VELOCITY = 1.0 / 160
 TRACKED = 1
 LOST = 2
 REMOVED = 3
+
+
+class TrackState(NamedTuple):
+    """Every track's state, one row per slot (rows are reused once a track is gone)."""
+
+    mean: np.ndarray  # [cap, 8] Kalman mean (cx, cy, a, h, vcx, vcy, va, vh), a = w / h
+    cov: np.ndarray  # [cap, 8, 8] Kalman covariance
+    tid: np.ndarray  # [cap] track id
+    status: np.ndarray  # [cap] TRACKED, LOST or REMOVED
+    activated: np.ndarray  # [cap] confirmed (the reference's is_activated)
+    score: np.ndarray  # [cap] score of the last matched detection
+    cls: np.ndarray  # [cap] class of the last matched detection
+    last: np.ndarray  # [cap] internal frame of the last match (the reference's frame_id)
+    start: np.ndarray  # [cap] internal frame the track started (the reference's start_frame)
+    was_removed: np.ndarray  # [cap] once in the reference's removed_stracks list
+    lists: np.ndarray  # [3, cap] tracked slots, lost slots (the reference's list order), free-slot stack
+    counts: np.ndarray  # [4] n_tracked, n_lost, n_free, next track id
+
+
+class StepParams(NamedTuple):
+    """What one BYTE step needs of ``TrackerConfig``."""
+
+    track_thresh: float
+    match_thresh: float
+    new_thresh: float
+    max_time_lost: int
+    fuse: bool  # score fusion in the first association (off with mot20)
+    per_class: bool
 
 
 @njit(cache=True, nogil=True)
@@ -124,7 +154,7 @@ def initiate(
 
 
 @njit(cache=True, nogil=True)
-def predict(
+def kalman_predict(
     mean: np.ndarray, cov: np.ndarray, slots: np.ndarray, state: np.ndarray, steps: int
 ) -> None:  # pragma: no cover - compiled
     """Advance tracks ``steps`` frames: x <- F x, P <- F P F^T + Q (Q from the current height).
@@ -160,7 +190,7 @@ def predict(
 
 
 @njit(cache=True, nogil=True)
-def update(
+def kalman_correct(
     mean: np.ndarray, cov: np.ndarray, slots: np.ndarray, xyah: np.ndarray
 ) -> None:  # pragma: no cover - compiled
     """Kalman correction of tracks ``slots`` with measurements ``xyah`` [K,4], in place."""
@@ -244,35 +274,29 @@ def tlwh_of(mean: np.ndarray, slots: np.ndarray) -> np.ndarray:  # pragma: no co
 
 
 @njit(cache=True)
-def byte_update(
-    d: np.ndarray,
-    frame: int,
-    steps: int,
-    track_thresh: float,
-    match_thresh: float,
-    new_thresh: float,
-    max_time_lost: int,
-    fuse: bool,
-    per_class: bool,
-    mean: np.ndarray,
-    cov: np.ndarray,
-    tid: np.ndarray,
-    state: np.ndarray,
-    activated: np.ndarray,
-    score: np.ndarray,
-    cls: np.ndarray,
-    last: np.ndarray,
-    start: np.ndarray,
-    was_removed: np.ndarray,
-    lists: np.ndarray,
-    counts: np.ndarray,
+def byte_step(
+    d: np.ndarray, frame: int, steps: int, prm: StepParams, st: TrackState
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """One BYTE frame, in place. ``d``: cleaned detections [N,6] (x1,y1,x2,y2,score,class).
+    """One BYTE frame, in place on ``st``. ``d``: cleaned detections [N,6] (x1,y1,x2,y2,score,class).
 
-    ``lists`` rows: 0 tracked slots, 1 lost slots, 2 free-slot stack; ``counts`` holds their
-    lengths and, at index 3, the next track id. Returns (output slots, ended track ids).
-    The caller guarantees at least N free slots.
+    ``frame`` is the internal frame counter after this step, ``steps`` how many frames it advanced
+    (more than one after a gap). Returns (output slots, ended track ids). The caller guarantees
+    at least N free slots.
     """
+    mean = st.mean
+    cov = st.cov
+    tid = st.tid
+    state = st.status
+    activated = st.activated
+    score = st.score
+    cls = st.cls
+    last = st.last
+    start = st.start
+    was_removed = st.was_removed
+    lists = st.lists
+    counts = st.counts
+    track_thresh, match_thresh, new_thresh = prm.track_thresh, prm.match_thresh, prm.new_thresh
+    max_time_lost, fuse, per_class = prm.max_time_lost, prm.fuse, prm.per_class
     cap = mean.shape[0]
     n_tracked, n_lost, n_free = counts[0], counts[1], counts[2]
     tracked_in = lists[0, :n_tracked].copy()
@@ -280,7 +304,8 @@ def byte_update(
 
     sc = d[:, 4]
     high = d[sc > track_thresh]
-    low = d[(sc > 0.1) & (sc < track_thresh)]
+    # Reference quirk: a score exactly at track_thresh is in neither set, so it is ignored.
+    low = d[(sc > LOW_SCORE_THRESH) & (sc < track_thresh)]
     hi_cls = high[:, 5].astype(np.int64)
     lo_cls = low[:, 5].astype(np.int64)
     hi_tlbr, hi_xyah = det_boxes(high)
@@ -305,7 +330,8 @@ def byte_update(
         ip += 1
 
     # Step 2: first association (high-score detections vs confirmed + lost, predicted).
-    predict(mean, cov, pool, state, steps)
+    # Reference quirk: unconfirmed tracks are not predicted before they are matched (step 3b).
+    kalman_predict(mean, cov, pool, state, steps)
     cost = iou_cost(track_tlbr(mean, pool), hi_tlbr, high[:, 4], fuse, cls[pool], hi_cls, per_class)
     x, y = assign(cost, match_thresh)
     n_m = 0
@@ -340,8 +366,9 @@ def byte_update(
             k += 1
     u_det = np.array([j for j in range(y.shape[0]) if y[j] < 0], dtype=np.int64)
     lo_tlbr, lo_xyah = det_boxes(low)
+    # Reference quirk: no score fusion in the second association, even without mot20.
     cost = iou_cost(track_tlbr(mean, r_tracked), lo_tlbr, low[:, 4], False, cls[r_tracked], lo_cls, per_class)
-    x2, _y2 = assign(cost, 0.5)
+    x2, _y2 = assign(cost, SECOND_MATCH_THRESH)
     sel = np.array([i for i in range(n_r) if x2[i] >= 0], dtype=np.int64)
     cols = np.array([x2[i] for i in range(n_r) if x2[i] >= 0], dtype=np.int64)
     _take(mean, cov, state, activated, score, cls, last, r_tracked[sel], low[cols], lo_xyah[cols], frame)
@@ -356,7 +383,7 @@ def byte_update(
     cost = iou_cost(
         track_tlbr(mean, unconfirmed), hi_tlbr[u_det], rest[:, 4], fuse, cls[unconfirmed], rest_cls, per_class
     )
-    x3, y3 = assign(cost, 0.7)
+    x3, y3 = assign(cost, UNCONFIRMED_MATCH_THRESH)
     sel = np.array([i for i in range(n_unc) if x3[i] >= 0], dtype=np.int64)
     cols = np.array([x3[i] for i in range(n_unc) if x3[i] >= 0], dtype=np.int64)
     _take(mean, cov, state, activated, score, cls, last, unconfirmed[sel], rest[cols], rest_xyah[cols], frame)
@@ -385,14 +412,14 @@ def byte_update(
             tid[s] = counts[3]
             counts[3] += 1
             state[s] = TRACKED
-            activated[s] = frame == 1
+            activated[s] = frame == 1  # reference quirk: tracks of the very first frame start confirmed
             score[s] = rest[j, 4]
             cls[s] = rest_cls[j]
             last[s] = frame
             start[s] = frame
             was_removed[s] = False
 
-    # Step 5: lost tracks past the buffer are removed (they stay listed until the next frame).
+    # Step 5: lost tracks past the buffer are removed.
     for s in lost_in:
         if frame - last[s] > max_time_lost:
             state[s] = REMOVED
@@ -417,6 +444,8 @@ def byte_update(
         nt += 1
     lost = np.empty(n_lost + newly_lost.shape[0], dtype=np.int64)
     nl = 0
+    # Reference quirk: its lost list subtracts the ever-removed list by id, so a track that was
+    # once removed, then re-found, leaves the lost list at once the next time it is lost.
     for s in lost_in:
         if not mark[s] and not was_removed[s]:
             lost[nl] = s
@@ -446,8 +475,9 @@ def byte_update(
         any_dup = False
         for p in range(nt):
             for q in range(nl):
-                if dc[p, q] < 0.15:
+                if dc[p, q] < DUPLICATE_IOU_DIST:
                     any_dup = True
+                    # Reference quirk: a tie drops the tracked one, keeping the lost one.
                     if last[tracked[p]] - start[tracked[p]] > last[lost[q]] - start[lost[q]]:
                         drop_l[q] = True
                     else:
@@ -495,8 +525,8 @@ def _take(
     xyah: np.ndarray,
     frame: int,
 ) -> None:  # pragma: no cover - compiled
-    """Matched tracks take their detection: Kalman update, score, class, Tracked state."""
-    update(mean, cov, slots, xyah)
+    """Matched tracks take their detection: Kalman correction, score, class, Tracked state."""
+    kalman_correct(mean, cov, slots, xyah)
     for k in range(slots.shape[0]):
         s = slots[k]
         state[s] = TRACKED

@@ -73,22 +73,17 @@ class ByteTracker:
     """
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
-        self.config = config if config is not None else TrackerConfig()
+        self.config = cfg = config if config is not None else TrackerConfig()
+        self._params = K.StepParams(cfg.track_thresh, cfg.match_thresh, cfg.new_track_thresh, cfg.max_time_lost,
+                                    not cfg.mot20, cfg.per_class)  # fmt: skip
         self._cap = 0
-        self._mean: F64 = np.empty((0, 8))
-        self._cov: F64 = np.empty((0, 8, 8))
-        self._tid: I64 = np.empty(0, dtype=np.int64)
-        self._state = np.empty(0, dtype=np.int8)
-        self._activated = np.empty(0, dtype=np.bool_)
-        self._score: F64 = np.empty(0)
-        self._cls: I64 = np.empty(0, dtype=np.int64)
-        self._last: I64 = np.empty(0, dtype=np.int64)  # internal frame of the last match
-        self._start: I64 = np.empty(0, dtype=np.int64)
-        self._was_removed = np.empty(0, dtype=np.bool_)  # the reference's removed-list membership
-        # rows: tracked slots, lost slots (both in the reference's list order), free-slot stack
-        self._lists: I64 = np.empty((3, 0), dtype=np.int64)
-        # n_tracked, n_lost, n_free, next track id
-        self._counts: I64 = np.array([0, 0, 0, 1], dtype=np.int64)
+        i64, f64 = np.int64, np.float64
+        self._st = K.TrackState(
+            mean=np.empty((0, 8), f64), cov=np.empty((0, 8, 8), f64), tid=np.empty(0, i64),
+            status=np.empty(0, np.int8), activated=np.empty(0, np.bool_), score=np.empty(0, f64),
+            cls=np.empty(0, i64), last=np.empty(0, i64), start=np.empty(0, i64), was_removed=np.empty(0, np.bool_),
+            lists=np.empty((3, 0), i64), counts=np.array([0, 0, 0, 1], dtype=i64),
+        )  # fmt: skip
         self._grow(64)
         self._frame = 0  # internal frame counter (the reference's frame_id)
         self._last_index: int | None = None
@@ -96,35 +91,29 @@ class ByteTracker:
 
     # ------------------------------------------------------------------ state storage
     def _grow(self, extra: int) -> None:
-        old, new = self._cap, self._cap + extra
+        """More rows for track state; new rows go on the free-slot stack."""
+        old, new, st = self._cap, self._cap + extra, self._st
 
-        def g(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-            out = np.zeros((new, *shape), dtype=a.dtype)
+        def g(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((new, *a.shape[1:]), dtype=a.dtype)
             out[:old] = a
             return out
 
-        self._mean = g(self._mean, (8,))
-        self._cov = g(self._cov, (8, 8))
-        self._tid = g(self._tid, ())
-        self._state = g(self._state, ())
-        self._activated = g(self._activated, ())
-        self._score = g(self._score, ())
-        self._cls = g(self._cls, ())
-        self._last = g(self._last, ())
-        self._start = g(self._start, ())
-        self._was_removed = g(self._was_removed, ())
         lists = np.zeros((3, new), dtype=np.int64)
-        lists[:, :old] = self._lists
-        n_free = int(self._counts[2])
+        lists[:, :old] = st.lists
+        n_free = int(st.counts[2])
         lists[2, n_free : n_free + extra] = np.arange(new - 1, old - 1, -1)
-        self._counts[2] = n_free + extra
-        self._lists = lists
+        st.counts[2] = n_free + extra
+        self._st = K.TrackState(
+            g(st.mean), g(st.cov), g(st.tid), g(st.status), g(st.activated), g(st.score), g(st.cls), g(st.last),
+            g(st.start), g(st.was_removed), lists, st.counts,
+        )  # fmt: skip
         self._cap = new
 
     @property
     def live_tracks(self) -> int:
         """Tracks held (tracked, unconfirmed and lost): what bounds this tracker's memory."""
-        return int(self._counts[0] + self._counts[1])
+        return int(self._st.counts[0] + self._st.counts[1])
 
     @property
     def capacity(self) -> int:
@@ -138,11 +127,12 @@ class ByteTracker:
 
     def reset(self) -> list[int]:
         """Forget every track (IDs keep counting). Returns the IDs of confirmed tracks ended."""
-        nt, nl, nf = (int(v) for v in self._counts[:3])
-        held = np.concatenate([self._lists[0, :nt], self._lists[1, :nl]])
-        ended = [int(t) for t in self._tid[held[self._activated[held]]]]
-        self._lists[2, nf : nf + len(held)] = held
-        self._counts[:3] = (0, 0, nf + len(held))
+        st = self._st
+        nt, nl, nf = (int(v) for v in st.counts[:3])
+        held = np.concatenate([st.lists[0, :nt], st.lists[1, :nl]])
+        ended = [int(t) for t in st.tid[held[st.activated[held]]]]
+        st.lists[2, nf : nf + len(held)] = held
+        st.counts[:3] = (0, 0, nf + len(held))
         self._frame = 0
         return ended
 
@@ -198,26 +188,22 @@ class ByteTracker:
         self._last_index = frame_index
         self._frame += steps
 
-        if self._counts[2] < d.shape[0]:
-            self._grow(max(int(d.shape[0] - self._counts[2]), self._cap))
-        out, ended_now = K.byte_update(
-            d, self._frame, steps, cfg.track_thresh, cfg.match_thresh, cfg.new_track_thresh,
-            cfg.max_time_lost, not cfg.mot20, cfg.per_class,
-            self._mean, self._cov, self._tid, self._state, self._activated, self._score, self._cls,
-            self._last, self._start, self._was_removed, self._lists, self._counts,
-        )  # fmt: skip
-        tlwh = K.tlwh_of(self._mean, out)
+        if self._st.counts[2] < d.shape[0]:
+            self._grow(max(int(d.shape[0] - self._st.counts[2]), self._cap))
+        st = self._st
+        out, ended_now = K.byte_step(d, self._frame, steps, self._params, st)
+        tlwh = K.tlwh_of(st.mean, out)
         xyxy = tlwh.copy()
         xyxy[:, 2:] += xyxy[:, :2]
         if ended:
             ended_now = np.concatenate([np.asarray(ended, dtype=np.int64), ended_now])
         return Tracks(
             frame_index=frame_index,
-            ids=self._tid[out],
+            ids=st.tid[out],
             xyxy=xyxy,
             tlwh=tlwh,
-            scores=self._score[out],
-            classes=self._cls[out],
+            scores=st.score[out],
+            classes=st.cls[out],
             ended_ids=ended_now,
             n_invalid=n_bad,
         )
