@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from detector_client.base import Detector, InputSpec
-from detector_client.yolox import PostProcess
+from detector_client.yolox import DEFAULT_NMS_THRESH, DEFAULT_SCORE_THRESH, PostProcess
 
 
 class _Base(BaseModel):
@@ -18,8 +18,10 @@ class _Base(BaseModel):
     classes: list[int] | None = Field(
         None, description="class ids to keep (COCO: 0 = person); null keeps all"
     )
-    score_thresh: float = Field(0.1, ge=0, le=1, description="minimum objectness x class probability")
-    nms_thresh: float = Field(0.45, gt=0, le=1, description="class-aware NMS IoU threshold")
+    score_thresh: float = Field(
+        DEFAULT_SCORE_THRESH, ge=0, le=1, description="minimum objectness x class probability"
+    )
+    nms_thresh: float = Field(DEFAULT_NMS_THRESH, gt=0, le=1, description="class-aware NMS IoU threshold")
     max_batch: int = Field(8, ge=1, le=256, description="frames per detector call")
     clip: bool = Field(True, description="clip boxes to the frame (ByteTrack's pipeline does not)")
     letterbox: Literal["fast", "exact"] = Field(

@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from detector_client.base import PreparedFrame
 from detector_client.errors import DetectorInputError
-from detector_client.yolox import PostProcess
+from detector_client.yolox import DEFAULT_NMS_THRESH, DEFAULT_SCORE_THRESH, PostProcess
 
 CONTENT_TYPE = "application/x-trackcast-batch"
 IMAGE_TYPES = ("application/x-image", "image/jpeg", "image/png")
@@ -154,8 +154,8 @@ def decode_batch(body: bytes) -> tuple[list[PreparedFrame], PostProcess | None]:
         try:
             classes = head.get("classes")
             pp = PostProcess(
-                score_thresh=float(head.get("score_thresh", 0.1)),
-                nms_thresh=float(head.get("nms_thresh", 0.45)),
+                score_thresh=float(head.get("score_thresh", DEFAULT_SCORE_THRESH)),
+                nms_thresh=float(head.get("nms_thresh", DEFAULT_NMS_THRESH)),
                 classes=None if classes is None else tuple(int(c) for c in classes),
                 clip=bool(head.get("clip", True)),
             )

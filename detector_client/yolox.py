@@ -41,12 +41,17 @@ def make_grids(height: int, width: int, strides: Sequence[int] = STRIDES) -> tup
     return np.concatenate(grids).astype(np.float32), np.concatenate(expanded).astype(np.float32)
 
 
+#: The defaults of every detector's post-processing (config, CLI, wire format, SageMaker handler).
+DEFAULT_SCORE_THRESH = 0.1
+DEFAULT_NMS_THRESH = 0.45
+
+
 @dataclass(frozen=True, slots=True)
 class PostProcess:
     """Score filtering, class filtering and NMS settings."""
 
-    score_thresh: float = 0.1
-    nms_thresh: float = 0.45
+    score_thresh: float = DEFAULT_SCORE_THRESH
+    nms_thresh: float = DEFAULT_NMS_THRESH
     classes: tuple[int, ...] | None = None  # None: every class
     clip: bool = True  # clip boxes to the source frame (ByteTrack's own pipeline does not)
 

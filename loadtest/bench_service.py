@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.peers import Mosquitto
-from service.video import tune_for_decoding
+from service.media.video import tune_for_decoding
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -134,7 +134,7 @@ async def run_service(
         "http": {"port": 0}, "streams": streams, "log_level": "warning",
     })  # fmt: skip
     svc = Service(settings)
-    await svc.start(http=False)
+    await svc.start()
     await asyncio.sleep(1.0)  # warm-up
     n0 = sum(s.n_processed for s in svc.streams.values())
     t0 = time.perf_counter()

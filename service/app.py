@@ -1,9 +1,11 @@
-"""The service: streams, detector, batcher, MQTT publisher and HTTP API on one event loop.
+"""The service: streams, detector, batcher, MQTT publisher and WHIP ingest on one event loop.
 
 ``Service.start()`` loads the detector (in a thread), connects MQTT (in the background: a broker
-that is down does not stop tracking, messages wait in the outbox), opens the HTTP API and starts
-every configured stream. ``Service.stop()`` stops intake, lets in-flight frames finish, ends open
-tracks, publishes offline statuses, flushes MQTT and closes everything.
+that is down does not stop tracking, messages wait in the outbox) and starts every configured
+stream. ``Service.stop()`` stops intake, lets in-flight frames finish, ends open tracks, publishes
+offline statuses, flushes MQTT and closes everything. The HTTP API and the live view are adapters
+on top (``service.http``, ``service.liveview``); ``service.runner`` composes them with the service.
+Adapters follow the streams through ``stream_added`` / ``stream_removed``.
 """
 
 from __future__ import annotations
@@ -24,24 +26,17 @@ from detector_client.backoff import Backoff
 from detector_client.base import Detector
 from detector_client.errors import DetectorError
 from service.config import Settings, StreamConfig
-from service.errors import ConfigError, ServiceError
+from service.errors import ConfigError, StreamExists, UnknownStream
 from service.metrics import Metrics
 from service.mqtt import Publisher
 from service.pipeline import Batcher, StreamState
 from service.sources import ThreadSource, VideoSource
+from service.webrtc import WhipIngest
 from tracker import ByteTracker
 
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.0005
-
-
-class StreamExists(ServiceError):
-    pass
-
-
-class UnknownStream(ServiceError):
-    pass
 
 
 class Service:
@@ -53,21 +48,18 @@ class Service:
         self.publisher = Publisher(settings.mqtt, settings.instance, self.metrics)
         self.streams: dict[str, StreamState] = {}
         self.sources: dict[str, ThreadSource] = {}
-        self.whip: dict[str, Any] = {}
         self.detector: Detector | None = detector
+        self.whip = WhipIngest(self, settings.webrtc.ice_servers)
         self.batcher: Batcher | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.ready = asyncio.Event()
         self.stopped = asyncio.Event()
-        self.http_runner: Any = None
-        self.http_port: int | None = None
         self.started_at = time.time()
-        from service.liveview import LiveView
-
-        self.live = LiveView(self)
+        self.stream_added: list[Callable[[StreamState], None]] = []
+        self.stream_removed: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, http: bool = True) -> None:
+    async def start(self) -> None:
         if self.detector is None:
             try:
                 self.detector = await asyncio.to_thread(create_detector, self.settings.detector)
@@ -92,13 +84,7 @@ class Service:
         self._tasks.append(
             asyncio.create_task(self._keep_running("batcher", self.batcher.run), name="batcher")
         )
-        if http:
-            from service.http import start_http
-            from service.webrtc import configure_ice
-
-            configure_ice(self.settings.webrtc.host_addresses)
-            self.http_runner, self.http_port = await start_http(self)
-        # Everything loaded so far (modules, the detector, compiled kernels, the web app) lives as
+        # Everything loaded so far (modules, the detector, compiled kernels) lives as
         # long as the process: take it out of the cyclic GC's sight. Otherwise every full
         # collection walks it all on the event loop: 30-60 ms pauses measured with 4 streams
         # (about 1 ms after this), each one a stall of every stream's tracks.
@@ -134,7 +120,8 @@ class Service:
         state = StreamState(cfg, self.settings.tracker, self.metrics, self.publisher, self.batcher.wake,
                             self.settings.batcher.result_timeout_s)  # fmt: skip
         self.streams[cfg.id] = state
-        self.live.attach(state)
+        for added in self.stream_added:
+            added(state)
         if cfg.url.startswith("synthetic://"):
             from service.synthetic_source import SyntheticSource
 
@@ -164,12 +151,11 @@ class Service:
         src = self.sources.pop(stream_id, None)
         if src is not None:
             src.stop()
-        sess = self.whip.pop(stream_id, None)
-        if sess is not None:
-            await sess.close(reason)
+        await self.whip.end(stream_id, reason)
         state.end_all_tracks(reason)
         del self.streams[stream_id]
-        self.live.detach(stream_id)
+        for removed in self.stream_removed:
+            removed(stream_id)
         self.publisher.clear_status(stream_id)
         self.metrics.remove_stream(stream_id)
         forget = getattr(self.detector, "forget", None)
@@ -187,8 +173,7 @@ class Service:
         for s in self.streams.values():
             s.accepting = False  # no new frames; the ones already decoded are finished below
             s.pull()  # frames a replay source held back are counted as dropped
-        for sess in list(self.whip.values()):
-            await sess.close(reason)
+        await self.whip.end_all(reason)
         deadline = asyncio.get_running_loop().time() + timeout
         while not all(s.drained() for s in self.streams.values()):
             if asyncio.get_running_loop().time() > deadline:
@@ -209,8 +194,6 @@ class Service:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.http_runner is not None:
-            await self.http_runner.cleanup()
         if self.detector is not None:
             self.detector.close()
         gc.unfreeze()  # a process that runs several services in turn (tests) collects them again

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from training.cli import add_parsers as add_training_parsers
 from training.errors import TrainingError
 
-#: commands that decode video frame after frame (see ``service.video.tune_for_decoding``)
+#: commands that decode video frame after frame (see ``service.media.video.tune_for_decoding``)
 DECODING_COMMANDS = {"serve", "track", "detect", "demo", "serve-model"}
 
 
@@ -26,20 +25,65 @@ class CliError(Exception):
     """A user-facing error: printed as ``trackcast: error: ...`` with exit status 2."""
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The root error of each package (see its errors.py): each says what is wrong and where, so
+    the CLI prints its message and exits 2; anything else is a bug and keeps its traceback."""
+    from deploy.errors import DeployError
+    from detector_client.errors import DetectorError
+    from service.errors import ServiceError
+    from tracker.errors import TrackerError
+
+    return (CliError, TrackerError, DetectorError, ServiceError, DeployError, TrainingError)
+
+
+def _option(group: Any, model: Any, name: str, flag: str | None = None, **override: Any) -> None:
+    """An option for field ``name`` of the pydantic config ``model``: its type, choices, default and
+    description come from the model (the one source of truth for every option); ``override``
+    changes what a command wants otherwise (a default, a requirement)."""
+    import types
+    import typing
+
+    from pydantic_core import PydanticUndefined
+
+    field = model.model_fields[name]
+    flag = flag or "--" + name.replace("_", "-")
+    default = None if field.default is PydanticUndefined else field.default
+    ann = field.annotation
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if typing.get_origin(ann) in (typing.Union, types.UnionType) and len(args) == 1:
+        ann, args = args[0], list(typing.get_args(args[0]))  # X | None -> X
+    origin = typing.get_origin(ann)
+    kw: dict[str, Any] = {"default": default, "help": field.description or ""}
+    if ann is bool:
+        if default:  # on by default: the flag turns it off
+            flag = "--no-" + name.replace("_", "-")
+            kw.update(action="store_false", dest=name, help=f"turn off: {kw['help']}")
+        else:
+            kw.update(action="store_true")
+    elif origin is typing.Literal:
+        kw.update(choices=list(args), type=type(args[0]))
+    elif origin is list:
+        kw.update(nargs="*", type=args[0])
+    elif origin is tuple:
+        kw.update(nargs=len(args), type=args[0])
+    elif ann in (int, float):
+        kw.update(type=ann)
+    kw.update(override)
+    if kw.get("default") not in (None, False, True) and "(default" not in kw["help"]:
+        shown = (
+            " ".join(map(str, kw["default"])) if isinstance(kw["default"], (list, tuple)) else kw["default"]
+        )
+        kw["help"] = f"{kw['help']} (default {shown})".strip()
+    group.add_argument(flag, **kw)
+
+
 def _add_tracker_args(p: argparse.ArgumentParser) -> None:
+    from service.config import TrackerSettings
+
     g = p.add_argument_group("tracker (ByteTrack parameters)")
-    g.add_argument("--track-thresh", type=float, default=0.5, help="high-score threshold (default 0.5)")
-    g.add_argument(
-        "--track-buffer", type=int, default=30, help="frames a lost track is kept, at 30 fps (default 30)"
-    )
-    g.add_argument(
-        "--match-thresh", type=float, default=0.8, help="first-association cost limit (default 0.8)"
-    )
-    g.add_argument("--mot20", action="store_true", help="no score fusion (crowded scenes)")
+    for name in ("track_thresh", "track_buffer", "match_thresh", "mot20", "per_class"):
+        _option(g, TrackerSettings, name)
     g.add_argument("--frame-rate", type=float, default=30.0, help="rate of the frames tracked (default 30)")
-    g.add_argument(
-        "--per-class", action="store_true", help="associate detections only with tracks of their class"
-    )
 
 
 def _tracker_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -60,33 +104,20 @@ def _tracker_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_track_dets(args: argparse.Namespace) -> int:
     """Run the tracker over a MOTChallenge det.txt and write MOT results."""
-    from tracker import ByteTracker, MotFormatError
-    from tracker.mot import format_tracks, iter_frames, read_mot, write_lines
+    from service.media.offline import track_detections
+    from tracker import MotFormatError
 
     cfg = _tracker_config(args)
     try:
-        det = read_mot(args.det)
+        stats = track_detections(args.det, cfg, args.out, args.frames)
     except MotFormatError as exc:
         raise CliError(str(exc)) from exc
-    tracker = ByteTracker(cfg)
-    out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    n_rows = 0
-    t0 = time.perf_counter()
-    n_frames = 0
-    with out_path.open("w") as out:
-        for frame, dets in iter_frames(det, args.frames):
-            lines = format_tracks(frame, tracker.update(dets, frame_index=frame))
-            write_lines(out, lines)
-            n_rows += len(lines)
-            n_frames += 1
-    dt = time.perf_counter() - t0
-    if tracker.invalid_total:
-        print(
-            f"dropped {tracker.invalid_total} detections with NaN/inf values or non-positive size",
-            file=sys.stderr,
-        )
-    print(f"{n_frames} frames, {n_rows} track rows -> {out_path} ({dt:.2f} s)", file=sys.stderr)
+    if stats.invalid:
+        print(f"dropped {stats.invalid} detections with NaN/inf values or non-positive size", file=sys.stderr)
+    print(
+        f"{stats.frames} frames, {stats.rows} track rows -> {args.out} ({stats.seconds:.2f} s)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -116,35 +147,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _add_postprocess_args(g: Any, classes_default: list[int] | None = None) -> None:
+    """--preprocess, --classes, --score-thresh, --nms-thresh: the ONNX detector config's fields."""
+    from detector_client.config import OnnxDetectorConfig as Onnx
+
+    _option(g, Onnx, "preprocess")
+    _option(g, Onnx, "classes", type=int, default=classes_default)
+    _option(g, Onnx, "score_thresh")
+    _option(g, Onnx, "nms_thresh")
+
+
 def _add_detector_args(p: argparse.ArgumentParser, model_required: bool = False) -> None:
+    from detector_client.config import OnnxDetectorConfig as Onnx
+    from detector_client.config import SageMakerDetectorConfig as SageMaker
+
     g = p.add_argument_group("detector")
     g.add_argument(
         "--detector", choices=["onnx", "sagemaker", "motion"], default="onnx", help="backend (default onnx)"
     )
     g.add_argument("--model", required=model_required, help="YOLOX ONNX model (onnx backend)")
-    g.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox",
-                   help="yolox: BGR 0..255 (upstream exports); bytetrack: RGB /255 mean/std")  # fmt: skip
-    g.add_argument("--classes", type=int, nargs="*", default=None, help="class ids to keep (default: all)")
-    g.add_argument("--score-thresh", type=float, default=0.1)
-    g.add_argument("--nms-thresh", type=float, default=0.45)
-    g.add_argument("--batch", type=int, default=4, help="frames per detector call")
-    g.add_argument("--no-clip", dest="clip", action="store_false",
-                   help="leave boxes unclipped at the frame edges (as ByteTrack's pipeline does)")  # fmt: skip
-    g.add_argument("--letterbox", choices=["fast", "exact"], default="fast",
-                   help="fast (default): scale the decoded planes, convert at the model size; "
-                        "exact: ByteTrack's preprocessing pixel for pixel (whole frame to BGR, then resize)")  # fmt: skip
+    _add_postprocess_args(g)
+    # Offline commands keep a small batch (less memory per call on CPU) unless told otherwise.
+    _option(g, Onnx, "max_batch", "--batch", default=4, dest="max_batch")
+    _option(g, Onnx, "clip")
+    _option(g, Onnx, "letterbox")
     g.add_argument(
         "--providers", default=None, help="ONNX Runtime providers, e.g. cuda,cpu (default: all installed)"
     )
-    g.add_argument("--endpoint", help="SageMaker endpoint name (sagemaker backend)")
-    g.add_argument("--region", help="AWS region (default: AWS chain)")
-    g.add_argument("--variant", help="SageMaker target variant")
-    g.add_argument("--endpoint-url", help="override the SageMaker runtime URL")
-    g.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=(416, 416),
-                   help="endpoint model input size (sagemaker backend)")  # fmt: skip
-    g.add_argument(
-        "--encoding", choices=["raw", "jpeg"], default="raw", help="wire encoding (sagemaker backend)"
-    )
+    for name in ("endpoint", "region", "variant", "endpoint_url", "input_size", "encoding"):
+        _option(g, SageMaker, name, **({"default": None} if name == "endpoint" else {}))
 
 
 def _detector_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -156,7 +187,7 @@ def _detector_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-de
         "classes": args.classes if args.classes else None,
         "score_thresh": args.score_thresh,
         "nms_thresh": args.nms_thresh,
-        "max_batch": args.batch,
+        "max_batch": args.max_batch,
         "clip": args.clip,
         "letterbox": args.letterbox,
     }
@@ -196,41 +227,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
     """Run the detector over every frame of a video and write MOTChallenge det.txt rows."""
     from detector_client import DetectorError
     from service.errors import SourceError
-    from service.video import iter_prepared
+    from service.media.offline import detect_video
 
     det = _detector_from_args(args)
-    out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    n_frames = n_rows = 0
-    t0 = time.perf_counter()
-    batch: list = []  # type: ignore[type-arg]
-
-    def flush(out) -> None:  # type: ignore[no-untyped-def]
-        nonlocal n_rows
-        for f, d in zip(batch, det.detect_sync(batch), strict=True):
-            for x1, y1, x2, y2, s, _c in d.tolist():
-                out.write(f"{f.index},-1,{x1:.4f},{y1:.4f},{x2 - x1:.4f},{y2 - y1:.4f},{s:.4f},-1,-1,-1\n")
-                n_rows += 1
-        batch.clear()
-
     try:
-        with out_path.open("w") as out:
-            for prepared in iter_prepared(args.video, det.spec, args.max_frames):
-                batch.append(prepared)
-                n_frames += 1
-                if len(batch) >= det.max_batch:
-                    flush(out)
-            if batch:
-                flush(out)
+        stats = detect_video(args.video, det, args.out, args.max_frames)
     except (SourceError, DetectorError) as exc:
         raise CliError(str(exc)) from exc
     finally:
         det.close()
-    dt = time.perf_counter() - t0
-    print(
-        f"{n_frames} frames, {n_rows} detections -> {out_path} ({dt:.1f} s, {n_frames / max(dt, 1e-9):.1f} fps)",
-        file=sys.stderr,
-    )
+    fps = stats.frames / max(stats.seconds, 1e-9)
+    print(f"{stats.frames} frames, {stats.rows} detections -> {args.out} ({stats.seconds:.1f} s, {fps:.1f} fps)",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -263,7 +271,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     """Detect and track every frame of a video, in order: MOT results, optional annotated video."""
     from detector_client import DetectorError
     from service.errors import SourceError
-    from service.offline import track_video
+    from service.media.offline import track_video
 
     cfg = _tracker_config(args)
     det = _detector_from_args(args)
@@ -302,8 +310,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     import json as _json
     import os as _os
 
+    from deploy.errors import DeployError
     from deploy.sagemaker import package
-    from deploy.sagemaker.manage import Clients, Deployer, DeployError, ModelSpec
+    from deploy.sagemaker.manage import Clients, Deployer, ModelSpec
 
     try:
         if args.action == "package":
@@ -349,8 +358,9 @@ def cmd_invoke_async(args: argparse.Namespace) -> int:
     """Send a video to an asynchronous endpoint and download its tracks, annotated video and summary."""
     import json as _json
 
+    from deploy.errors import DeployError
     from deploy.sagemaker.async_client import invoke_async
-    from deploy.sagemaker.manage import Clients, DeployError
+    from deploy.sagemaker.manage import Clients
 
     try:
         res = invoke_async(Clients(args.region, args.endpoint_url, args.profile), Path(args.video), args.endpoint,
@@ -501,10 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=None, help="default: SAGEMAKER_BIND_TO_PORT or 8080")
     p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
-    p.add_argument("--classes", type=int, nargs="*", default=None)
-    p.add_argument("--score-thresh", type=float, default=0.1)
-    p.add_argument("--nms-thresh", type=float, default=0.45)
+    _add_postprocess_args(p)
     p.add_argument("--providers", default=None)
     p.set_defaults(func=cmd_serve_model)
 
@@ -522,14 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description=cmd_demo.__doc__)  # fmt: skip
     p.add_argument("--source", help="a camera or video instead of the synthetic pitch (rtsp://..., file.mp4)")
     p.add_argument("--model", help="a YOLOX ONNX model instead of the motion detector")
-    p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
-    p.add_argument(
-        "--classes",
-        type=int,
-        nargs="*",
-        default=[0],
-        help="classes to track with --model (default 0: person)",
-    )
+    from detector_client.config import OnnxDetectorConfig as Onnx
+
+    _option(p, Onnx, "preprocess")
+    _option(p, Onnx, "classes", type=int, default=[0], help="classes to track with --model (0: person)")
     p.add_argument("--mqtt", help="use this broker (mqtt://host:port) instead of the embedded one")
     p.add_argument("--host", default="127.0.0.1", help="HTTP listen address")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (a free one if taken)")
@@ -545,12 +548,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in DECODING_COMMANDS:
-        from service.video import tune_for_decoding
+        from service.media.video import tune_for_decoding
 
         tune_for_decoding()
     try:
         rc: int = args.func(args)
-    except (CliError, TrainingError) as exc:
+    except _user_errors() as exc:
         print(f"trackcast: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -126,16 +126,14 @@ def _line(v: dict[str, Any]) -> str:
 
 
 async def _run(settings: Any, broker_note: str, duration: float | None, tty: bool) -> None:
-    from service.app import Service
+    from service.runner import running
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    svc = Service(settings)
-    try:
-        await svc.start()
-        base = f"http://{settings.http.host}:{svc.http_port}"
+    async with running(settings, "demo stopped") as (svc, http):
+        base = f"http://{settings.http.host}:{http.port}"
         port = settings.mqtt.url.rsplit(":", 1)[1].strip("/")
         host = settings.mqtt.url.split("://", 1)[1].rsplit(":", 1)[0]
         p = settings.mqtt.topic_prefix
@@ -166,8 +164,6 @@ async def _run(settings: Any, broker_note: str, duration: float | None, tty: boo
             shown = len(lines)
             if duration is not None and time.monotonic() - t0 >= duration:
                 break
-    finally:
-        await svc.stop("demo stopped")
     print("stopped cleanly", flush=True)
 
 

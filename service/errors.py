@@ -4,7 +4,10 @@ Hierarchy::
 
     ServiceError
     ├── ConfigError          the config file or an env var is invalid (names the key)
-    └── SourceError          a stream source cannot be opened or read (names the redacted URL)
+    ├── SourceError          a stream source cannot be opened or read (names the redacted URL)
+    ├── StreamExists         a stream with that id is already served (HTTP 409)
+    ├── UnknownStream        no stream with that id (HTTP 404)
+    └── WhipError            a WHIP offer cannot be taken (its HTTP status: 400, 409, 415)
 
 Every message that names a URL goes through ``redact_url`` first: credentials never reach logs,
 metrics, MQTT or error messages.
@@ -47,3 +50,17 @@ class SourceError(ServiceError):
         super().__init__(f"{safe}: {reason}")
         self.url = safe
         self.reason = reason
+
+
+class StreamExists(ServiceError):
+    pass
+
+
+class UnknownStream(ServiceError):
+    pass
+
+
+class WhipError(ServiceError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

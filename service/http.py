@@ -6,16 +6,15 @@ import hmac
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.config import StreamConfig, parse_stream
-from service.errors import ConfigError
-
-if TYPE_CHECKING:
-    from service.app import Service
+from service.app import Service
+from service.config import parse_stream
+from service.errors import ConfigError, StreamExists, UnknownStream, WhipError
+from service.liveview import LiveView, add_routes
 
 log = logging.getLogger(__name__)
 SERVICE_KEY: web.AppKey[Any] = web.AppKey("service", object)
@@ -78,8 +77,6 @@ async def get_stream(request: web.Request) -> web.Response:
 
 
 async def add_stream(request: web.Request) -> web.Response:
-    from service.app import StreamExists
-
     svc: Service = request.app[SERVICE_KEY]
     try:
         raw = await request.json()
@@ -96,8 +93,6 @@ async def add_stream(request: web.Request) -> web.Response:
 
 
 async def delete_stream(request: web.Request) -> web.Response:
-    from service.app import UnknownStream
-
     svc: Service = request.app[SERVICE_KEY]
     try:
         await svc.remove_stream(request.match_info["id"])
@@ -107,34 +102,14 @@ async def delete_stream(request: web.Request) -> web.Response:
 
 
 async def whip_post(request: web.Request) -> web.Response:
-    from service.webrtc import WhipSession
-
     svc: Service = request.app[SERVICE_KEY]
     sid = request.match_info["id"]
     if request.content_type != "application/sdp":
         return _error(415, "WHIP offers must be application/sdp")
-    offer = await request.text()
-    if "m=video" not in offer:
-        return _error(400, "the SDP offer has no video")
-    state = svc.streams.get(sid)
-    if state is None:
-        try:
-            state = await svc.add_stream(StreamConfig(id=sid, url="whip", mode="live"))
-        except (ConfigError, ValueError) as exc:
-            return _error(400, str(exc))
-    elif not state.cfg.is_whip:
-        return _error(409, f"stream {sid!r} is not a WHIP stream (its url is {state.cfg.safe_url()})")
-    old = svc.whip.pop(sid, None)
-    if old is not None:
-        await old.close("replaced by a new WHIP session")
-    assert svc.detector is not None
-    sess = WhipSession(state, svc.detector.spec, svc.settings.webrtc.ice_servers)
     try:
-        answer = await sess.answer(offer)
-    except Exception as exc:
-        await sess.close("bad offer")
-        return _error(400, f"cannot negotiate the SDP offer: {exc}")
-    svc.whip[sid] = sess
+        answer = await svc.whip.publish(sid, await request.text())
+    except WhipError as exc:
+        return _error(exc.status, str(exc))
     return web.Response(
         status=201, text=answer, content_type="application/sdp", headers={"Location": f"/whip/{sid}"}
     )
@@ -142,10 +117,8 @@ async def whip_post(request: web.Request) -> web.Response:
 
 async def whip_delete(request: web.Request) -> web.Response:
     svc: Service = request.app[SERVICE_KEY]
-    sess = svc.whip.pop(request.match_info["id"], None)
-    if sess is None:
+    if not await svc.whip.end(request.match_info["id"], "publisher ended the session"):
         return _error(404, f"no WHIP session for {request.match_info['id']!r}")
-    await sess.close("publisher ended the session")
     return web.Response(status=200)
 
 
@@ -157,12 +130,10 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 def make_app(svc: Service) -> web.Application:
-    from service.liveview import add_routes
-
     app = web.Application(middlewares=[auth])
     app[SERVICE_KEY] = svc
     app.router.add_get("/", index)
-    add_routes(app, svc.live)
+    add_routes(app, LiveView(svc))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -175,14 +146,30 @@ def make_app(svc: Service) -> web.Application:
     return app
 
 
-async def start_http(svc: Service) -> tuple[web.AppRunner, int]:
+class HttpServer:
+    """The HTTP API of a service, listening (``port`` is the bound one, also for port 0)."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+        self.runner = runner
+        self.host = host
+        self.port = port
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_http(svc: Service) -> HttpServer:
     runner = web.AppRunner(make_app(svc), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, svc.settings.http.host, svc.settings.http.port)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     port = svc.settings.http.port
-    server = getattr(site, "_server", None)
-    if server is not None and server.sockets:
-        port = server.sockets[0].getsockname()[1]
+    for addr in runner.addresses:  # (host, port[, flow, scope]) of each listening socket
+        port = int(addr[1])
+        break
     log.info("HTTP API on http://%s:%d", svc.settings.http.host, port)
-    return runner, int(port)
+    return HttpServer(runner, svc.settings.http.host, port)

@@ -12,19 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 from aiohttp import web
 
-from service.annotate import Annotator
+from service.app import Service
+from service.media.annotate import Annotator
 from service.pipeline import StreamState
 from service.sources import FrameItem
 from tracker import Tracks
-
-if TYPE_CHECKING:
-    from service.app import Service
 
 WATCH_S = 5.0
 JPEG_QUALITY = 80
@@ -77,11 +75,17 @@ class StreamView:
 
 
 class LiveView:
+    """Follows the service's streams (its ``stream_added`` / ``stream_removed`` hooks)."""
+
     def __init__(self, svc: Service) -> None:
         self.svc = svc
         self.views: dict[str, StreamView] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=300)
         self.event_seq = 0
+        for state in svc.streams.values():
+            self.attach(state)
+        svc.stream_added.append(self.attach)
+        svc.stream_removed.append(self.detach)
 
     def attach(self, state: StreamState) -> None:
         state.event_listeners.append(self._on_event)

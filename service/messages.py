@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired
+
+# pydantic reads TypedDicts for validation and schemas only from typing_extensions on Python < 3.12
+from typing_extensions import TypedDict
 
 SCHEMA_VERSION = 1
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"

@@ -1,4 +1,5 @@
-"""``trackcast serve``: run the service until SIGTERM/SIGINT, then shut down cleanly (exit 0)."""
+"""``trackcast serve``: compose the service with its HTTP API, run until SIGTERM/SIGINT, then shut
+down cleanly (exit 0). ``running`` is the composition the demo uses too."""
 
 from __future__ import annotations
 
@@ -7,30 +8,46 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 
 from service.app import Service
 from service.config import Settings
 from service.errors import ConfigError
+from service.http import HttpServer, start_http
 from service.logging_setup import setup_logging
+from service.webrtc import configure_ice
 
 log = logging.getLogger("trackcast")
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> Service:
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, stop_reason: str = "shutdown"
+) -> AsyncIterator[tuple[Service, HttpServer]]:
+    """The service started with its HTTP API (and live view); stopped and closed on exit."""
+    configure_ice(settings.webrtc.host_addresses)
+    svc = Service(settings)
+    http: HttpServer | None = None
+    reason = "start-up failed"
+    try:
+        await svc.start()
+        http = await start_http(svc)
+        reason = stop_reason
+        yield svc, http
+    finally:
+        await svc.stop(reason)
+        if http is not None:
+            await http.close()
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    svc = Service(settings)
-    try:
-        await svc.start()
-    except BaseException:
-        await svc.stop("start-up failed")
-        raise
-    await stop.wait()
-    await svc.stop("shutdown")
-    return svc
+    async with running(settings):
+        await stop.wait()
 
 
 def run_service(settings: Settings) -> int:

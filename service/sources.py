@@ -33,7 +33,7 @@ from detector_client.backoff import Backoff
 from detector_client.base import InputSpec, PreparedFrame
 from service.config import StreamConfig
 from service.errors import SourceError, redact_url
-from service.video import open_video, prepare_frame, to_bgr
+from service.media.video import open_video, prepare_frame, to_bgr
 
 log = logging.getLogger(__name__)
 

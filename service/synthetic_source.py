@@ -1,6 +1,6 @@
 """A live source that needs nothing: ``synthetic://pitch?players=14&fps=25&seed=7&width=1280&height=720``.
 
-Renders the procedural scene of ``service.synthetic`` (players moving, crossing and occluding each
+Renders the procedural scene of ``service.media.synthetic`` (players moving, crossing and occluding each
 other on a pitch) in real time in its own thread and hands frames to the pipeline exactly like a
 live camera: letterboxed once, freshest frame wins.
 """
@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from detector_client.base import InputSpec
 from service.config import StreamConfig
+from service.media.synthetic import Scene, pitch, render
 from service.sources import FrameItem, Sampler, ThreadSource
-from service.synthetic import Scene, pitch, render
 
 
 def parse(url: str) -> dict[str, float]:

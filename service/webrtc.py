@@ -1,8 +1,11 @@
 """WebRTC ingest over WHIP (aiortc): a publisher POSTs an SDP offer to ``/whip/{stream}``.
 
 The answer comes back in the response (201, ``Location: /whip/{stream}``); ``DELETE`` on that
-location ends the session. Received video frames are converted and letterboxed in a worker thread
-and offered to the stream like live RTSP frames (the freshest frame wins).
+location ends the session. ``WhipIngest`` holds the sessions: an offer for a stream nobody
+configured creates it (a live WHIP stream), a new offer for a stream replaces its session, a
+stream configured with another URL refuses offers (409). Received video frames are converted and
+letterboxed in a worker thread and offered to the stream like live RTSP frames (the freshest
+frame wins). The HTTP handlers only parse the request and call ``WhipIngest``.
 """
 
 from __future__ import annotations
@@ -10,18 +13,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
-from detector_client.base import InputSpec
+from detector_client.base import Detector, InputSpec
+from service.config import StreamConfig
+from service.errors import ConfigError, WhipError
+from service.media.video import prepare_frame, to_bgr
 from service.pipeline import StreamState
 from service.sources import FrameItem, Sampler
-from service.video import prepare_frame, to_bgr
 
 log = logging.getLogger(__name__)
 
 
 def configure_ice(host_addresses: list[str] | None) -> None:
-    """Offer only these addresses as ICE host candidates (process-wide; None: aioice's default)."""
+    """Offer only these addresses as ICE host candidates (process-wide; None: aioice's default).
+
+    aiortc has no setting for this; aioice gathers host candidates through its module-level
+    ``get_host_addresses(use_ipv4, use_ipv6)``, which this replaces. It is the one place that
+    reaches into a dependency; ``tests/test_webrtc_ice.py`` fails loudly if aioice changes it.
+    """
     import aioice.ice
 
     if host_addresses is None:
@@ -30,6 +40,60 @@ def configure_ice(host_addresses: list[str] | None) -> None:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [
         a for a in addrs if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
     ]
+
+
+class _Service(Protocol):
+    streams: dict[str, StreamState]
+    detector: Detector | None
+
+    async def add_stream(self, cfg: StreamConfig) -> StreamState: ...
+
+
+class WhipIngest:
+    """The WHIP sessions of a service, one per stream at most."""
+
+    def __init__(self, svc: _Service, ice_servers: list[str] | None = None) -> None:
+        self.svc = svc
+        self.ice_servers = ice_servers
+        self.sessions: dict[str, WhipSession] = {}
+
+    async def publish(self, stream_id: str, offer_sdp: str) -> str:
+        """Take a publisher's SDP offer for ``stream_id``; returns the answer. Raises ``WhipError``."""
+        if "m=video" not in offer_sdp:
+            raise WhipError(400, "the SDP offer has no video")
+        state = self.svc.streams.get(stream_id)
+        if state is None:
+            try:
+                state = await self.svc.add_stream(StreamConfig(id=stream_id, url="whip", mode="live"))
+            except (ConfigError, ValueError) as exc:
+                raise WhipError(400, str(exc)) from exc
+        elif not state.cfg.is_whip:
+            raise WhipError(
+                409, f"stream {stream_id!r} is not a WHIP stream (its url is {state.cfg.safe_url()})"
+            )
+        await self.end(stream_id, "replaced by a new WHIP session")
+        if self.svc.detector is None:
+            raise WhipError(503, "the service is not started")
+        sess = WhipSession(state, self.svc.detector.spec, self.ice_servers)
+        try:
+            answer = await sess.answer(offer_sdp)
+        except Exception as exc:  # aiortc raises ValueError and others for SDP it cannot use
+            await sess.close("bad offer")
+            raise WhipError(400, f"cannot negotiate the SDP offer: {exc}") from exc
+        self.sessions[stream_id] = sess
+        return answer
+
+    async def end(self, stream_id: str, reason: str) -> bool:
+        """End the stream's session, if it has one (True)."""
+        sess = self.sessions.pop(stream_id, None)
+        if sess is None:
+            return False
+        await sess.close(reason)
+        return True
+
+    async def end_all(self, reason: str) -> None:
+        for stream_id in list(self.sessions):
+            await self.end(stream_id, reason)
 
 
 class WhipSession:

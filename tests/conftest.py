@@ -81,3 +81,29 @@ def aws_client(service: str, url: str) -> Any:
     import boto3
 
     return boto3.client(service, endpoint_url=url, region_name=AWS_REGION)
+
+
+# The test pyramid: every test is unit (pure: no subprocess, broker, server or model; `make check`),
+# integration (real local peers: mosquitto, the RTSP server, the ONNX model, moto, a local
+# SageMaker Runtime) or system (whole commands, the browser, the load test). A test's own marker
+# wins; otherwise its module's level below applies. A new test module must be given a level here.
+LEVELS = {
+    "unit": ("test_assign", "test_kalman_iou", "test_properties", "test_sampler", "test_tracker", "test_wire",
+             "test_rules", "test_architecture", "test_webrtc_ice"),
+    "integration": ("test_app", "test_deploy", "test_detect", "test_differential", "test_eval", "test_handoff",
+                    "test_images", "test_motion", "test_parity", "test_publisher", "test_sagemaker",
+                    "test_serve_model", "test_service", "test_training"),
+    "system": ("test_bench", "test_cli", "test_demo", "test_docs", "test_loadtest", "test_service_api"),
+}  # fmt: skip
+_LEVEL_OF = {mod: level for level, mods in LEVELS.items() for mod in mods}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(level) for level in LEVELS):
+            continue
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        level = _LEVEL_OF.get(module)
+        if level is None:
+            raise pytest.UsageError(f"{module}: give the module a level in tests/conftest.py LEVELS")
+        item.add_marker(getattr(pytest.mark, level))

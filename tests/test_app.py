@@ -27,7 +27,7 @@ def test_start_freezes_what_was_loaded_and_stop_releases_it(tmp_path: Path) -> N
         async def run() -> tuple[int, int, int]:
             before = gc.get_freeze_count()
             svc = Service(settings)
-            await svc.start(http=False)
+            await svc.start()
             frozen = gc.get_freeze_count()
             await svc.stop(timeout=5)
             return before, frozen, gc.get_freeze_count()
@@ -53,7 +53,7 @@ def test_a_failing_core_loop_is_logged_counted_and_restarted(tmp_path: Path, cap
 
         async def run() -> tuple[int, int, float]:
             svc = Service(settings)
-            await svc.start(http=False)
+            await svc.start()
             assert svc.batcher is not None
             collect = svc.batcher._collect
             calls = 0

@@ -282,9 +282,10 @@ def test_long_video_in_constant_memory(tmp_path: Path) -> None:
 @needs_shared
 def test_invoke_async_round_trip(moto_url: str, tmp_path: Path) -> None:
     """Upload, InvokeEndpointAsync (moto), the real handler does the work, wait, download, unpack."""
+    from deploy.errors import DeployError
     from deploy.sagemaker import inference
     from deploy.sagemaker.async_client import invoke_async
-    from deploy.sagemaker.manage import Clients, DeployError
+    from deploy.sagemaker.manage import Clients
 
     s3 = aws_client("s3", moto_url)
     s3.create_bucket(Bucket="async-in", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
@@ -341,3 +342,44 @@ def test_invoke_async_round_trip(moto_url: str, tmp_path: Path) -> None:
         invoke_async(
             fresh, FUTSAL, "yolox-async", "s3://async-in/videos/", tmp_path / "r2", timeout=30, poll=0.5
         )
+
+
+@pytest.mark.integration
+def test_model_archive_holds_only_what_the_handler_runs(tmp_path: Path) -> None:
+    """model.tar.gz ships the handler, the processing job and the layers below them, and importing
+    every module it holds imports none of the service runtime's network stack."""
+    from deploy.sagemaker import package
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not read by build")
+    out = package.build(model, tmp_path / "model.tar.gz")
+    with tarfile.open(out) as tar:
+        names = sorted(n for n in tar.getnames() if n.startswith("code/") and n.endswith(".py"))
+        tar.extractall(tmp_path / "x", filter="data")
+    assert "code/deploy/sagemaker/inference.py" in names and "code/service/media/offline.py" in names
+    for runtime in ("code/service/mqtt.py", "code/service/app.py", "code/service/http.py", "code/service/demo.py",
+                    "code/service/webrtc.py", "code/deploy/sagemaker/manage.py"):  # fmt: skip
+        assert runtime not in names
+    code = tmp_path / "x" / "code"
+    modules = [
+        n.removeprefix("code/").removesuffix(".py").removesuffix("/__init__").replace("/", ".") for n in names
+    ]
+    modules.remove("inference")  # the shim, which imports the handler
+    probe = (
+        "import importlib, json, sys\n"
+        f"sys.path.insert(0, {str(code)!r})\n"
+        f"mods = {modules!r}\n"
+        "files = {m: importlib.import_module(m).__file__ for m in mods}\n"
+        "import inference\n"
+        "net = sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'aiomqtt', 'aiortc', 'paho', 'aioice'))\n"
+        "print(json.dumps({'files': files, 'net': net}))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert all(f.startswith(str(code)) for f in got["files"].values()), got[
+        "files"
+    ]  # the archive's own copies
+    assert got["net"] == []

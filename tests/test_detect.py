@@ -16,7 +16,7 @@ from detector_client import (
     create_detector,
 )
 from detector_client.onnx_backend import OnnxYolox
-from service.video import iter_frames
+from service.media.video import iter_frames
 from tests.conftest import FIXTURES, run_trackcast
 from tests.detmatch import iou_agreement, match_fraction
 from tracker.mot import read_mot
@@ -248,7 +248,7 @@ def test_letterbox_puts_the_resized_frame_top_left_and_pads_the_rest(h: int, w: 
 
 
 def test_decoding_commands_keep_freed_frame_buffers() -> None:
-    from service.video import keep_freed_frame_buffers
+    from service.media.video import keep_freed_frame_buffers
 
     # glibc (Debian): both mallopt calls are accepted
     assert keep_freed_frame_buffers() is True
@@ -259,7 +259,7 @@ def test_bgr_conversion_matches_pyav_default(shared_data: Path) -> None:
     """`to_bgr` (one swscale thread) gives the same pixels as PyAV's default conversion."""
     import av
 
-    from service.video import to_bgr
+    from service.media.video import to_bgr
 
     for clip in ("pedestrians_720p25.mp4", "futsal_broadcast_720x1280p30.mp4"):
         with av.open(str(shared_data / "video" / clip)) as c:
@@ -308,7 +308,7 @@ def _yuv_frame(
 def test_fast_letterbox_reads_colour_tags_like_swscale(fmt: str, colorspace: int, color_range: int) -> None:
     """Letterboxing from the planes gives the colours PyAV's own BGR conversion gives for that frame."""
     from detector_client.base import InputSpec
-    from service.video import prepare_frame, to_bgr
+    from service.media.video import prepare_frame, to_bgr
 
     spec = InputSpec(416, 416)
     frame = _yuv_frame(720, 1280, fmt, colorspace, color_range)
@@ -326,7 +326,7 @@ def test_fast_letterbox_reads_colour_tags_like_swscale(fmt: str, colorspace: int
 @pytest.mark.parametrize(("h", "w"), [(75, 101), (1080, 1920), (1280, 720), (416, 416)])
 def test_fast_letterbox_geometry_matches_the_bgr_letterbox(h: int, w: int) -> None:
     from detector_client.base import InputSpec
-    from service.video import prepare_frame, to_bgr
+    from service.media.video import prepare_frame, to_bgr
 
     spec = InputSpec(416, 416)
     frame = _yuv_frame(h, w, seed=h)
@@ -345,7 +345,7 @@ def test_exact_letterbox_and_other_pixel_formats_go_through_bgr() -> None:
     import av
 
     from detector_client.base import InputSpec
-    from service.video import prepare_frame, to_bgr
+    from service.media.video import prepare_frame, to_bgr
 
     frame = _yuv_frame(360, 640)
     exact = InputSpec(416, 416, letterbox="exact")
@@ -362,7 +362,7 @@ def test_fast_letterbox_on_the_shared_clips_stays_close_to_the_bgr_one(shared_da
     import av
 
     from detector_client.base import InputSpec
-    from service.video import prepare_frame, to_bgr
+    from service.media.video import prepare_frame, to_bgr
 
     spec = InputSpec(416, 416)
     for clip in ("pedestrians_720p25.mp4", "futsal_broadcast_720x1280p30.mp4"):

@@ -16,7 +16,7 @@ import types
 import numpy as np
 import pytest
 
-from service.synthetic import Scene, noisy_detections
+from service.media.synthetic import Scene, noisy_detections
 from tests.conftest import FIXTURES
 from tests.tud import degrade, tud_gt
 from tracker import ByteTracker, TrackerConfig

@@ -62,7 +62,7 @@ def test_sagemaker_serve_entry_on_a_model_directory(tmp_path: Path) -> None:
         wait_for(ping, 60, "serve to answer /ping")
         import cv2
 
-        from service.video import iter_frames
+        from service.media.video import iter_frames
 
         _ok, jpg = cv2.imencode(
             ".jpg", next(iter_frames(str(SHARED_DATA / "video" / "pedestrians_720p25.mp4"))).image

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from detector_client import MotionDetectorConfig, create_detector
-from service.synthetic import Scene, pitch, render
+from service.media.synthetic import Scene, pitch, render
 from tracker import ByteTracker, TrackerConfig
 
 

@@ -20,7 +20,7 @@ from detector_client.errors import (
 )
 from detector_client.onnx_backend import OnnxYolox
 from detector_client.sagemaker_backend import SageMakerDetector
-from service.video import iter_frames
+from service.media.video import iter_frames
 from tests.sm_runtime import RuntimeServer
 
 KEY_ID = "AKIATESTKEYID0000001"

@@ -73,7 +73,7 @@ def _post(url: str, body: bytes, ctype: str) -> tuple[int, dict]:  # type: ignor
 
 
 def _frame() -> np.ndarray:
-    from service.video import iter_frames
+    from service.media.video import iter_frames
 
     return next(iter_frames(str(SHARED_DATA / "video" / "pedestrians_720p25.mp4"))).image
 

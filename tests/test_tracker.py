@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.synthetic import Scene, noisy_detections
+from service.media.synthetic import Scene, noisy_detections
 from tracker import ByteTracker, DetectionsError, FrameOrderError, TrackerConfig, TrackerConfigError
 
 

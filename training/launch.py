@@ -76,10 +76,11 @@ def check_name(name: str, limit: int, what: str) -> str:
 
 
 def _check_spec(spec: JobSpec) -> None:
-    from deploy.sagemaker.manage import DeployError, _check_role
+    from deploy.errors import DeployError
+    from deploy.sagemaker.manage import check_role
 
     try:
-        _check_role(spec.role)
+        check_role(spec.role)
     except DeployError as exc:
         raise LaunchError(str(exc)) from exc
     if not spec.image or "/" not in spec.image:
@@ -231,24 +232,24 @@ def _check_channels(clients: Any, spec: JobSpec) -> None:
 
 
 def launch(clients: Any, name: str, spec: JobSpec) -> dict[str, Any]:
-    from deploy.sagemaker.manage import _explain
+    from deploy.sagemaker.manage import explain_aws_error
 
     req = training_request(name, spec)
     _check_channels(clients, spec)
     try:
         arn = clients("sagemaker").create_training_job(**req)["TrainingJobArn"]
     except Exception as exc:
-        raise LaunchError(str(_explain(exc, f"create training job {name}"))) from exc
+        raise LaunchError(str(explain_aws_error(exc, f"create training job {name}"))) from exc
     return {"TrainingJobName": name, "TrainingJobArn": arn, "metrics": list(METRICS)}
 
 
 def tune(clients: Any, name: str, spec: JobSpec, ranges: Ranges, **kw: Any) -> dict[str, Any]:
-    from deploy.sagemaker.manage import _explain
+    from deploy.sagemaker.manage import explain_aws_error
 
     req = tuning_request(name, spec, ranges, **kw)
     _check_channels(clients, spec)
     try:
         arn = clients("sagemaker").create_hyper_parameter_tuning_job(**req)["HyperParameterTuningJobArn"]
     except Exception as exc:
-        raise LaunchError(str(_explain(exc, f"create tuning job {name}"))) from exc
+        raise LaunchError(str(explain_aws_error(exc, f"create tuning job {name}"))) from exc
     return {"HyperParameterTuningJobName": name, "HyperParameterTuningJobArn": arn, "objective": OBJECTIVE}

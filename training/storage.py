@@ -59,11 +59,12 @@ class Storage:
         return self._clients("s3")
 
     def _fail(self, exc: Exception, what: str) -> StorageError:
-        from deploy.sagemaker.manage import DeployError, _explain
+        from deploy.errors import DeployError
+        from deploy.sagemaker.manage import explain_aws_error
 
         if isinstance(exc, DeployError):
             return StorageError(f"{what}: {exc}")
-        return StorageError(str(_explain(exc, what)))
+        return StorageError(str(explain_aws_error(exc, what)))
 
     def read(self, uri: str) -> bytes:
         if is_s3(uri):

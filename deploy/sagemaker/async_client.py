@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from deploy.sagemaker.manage import Clients, DeployError, _explain
+from deploy.errors import DeployError
+from deploy.sagemaker.manage import Clients, explain_aws_error
 
 
 def _split(uri: str) -> tuple[str, str]:
@@ -49,14 +50,14 @@ def invoke_async(clients: Clients, video: Path, endpoint: str, input_s3: str, ou
     try:
         s3.upload_file(str(video), bucket, key)
     except Exception as exc:
-        raise _explain(exc, f"upload to bucket {bucket}") from exc
+        raise explain_aws_error(exc, f"upload to bucket {bucket}") from exc
     try:
         resp = clients("sagemaker-runtime").invoke_endpoint_async(
             EndpointName=endpoint, InputLocation=f"s3://{bucket}/{key}", ContentType="video/mp4",
             InvocationTimeoutSeconds=3600,
         )  # fmt: skip
     except Exception as exc:
-        raise _explain(exc, f"invoke endpoint {endpoint}") from exc
+        raise explain_aws_error(exc, f"invoke endpoint {endpoint}") from exc
     output, failure = resp["OutputLocation"], resp.get("FailureLocation")
     deadline = time.monotonic() + timeout
     while True:

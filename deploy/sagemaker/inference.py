@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import ValidationError
 
 from detector_client import wire
+from detector_client.config import OnnxDetectorConfig
 from detector_client.errors import DetectorInputError, ModelLoadError
 from detector_client.onnx_backend import OnnxYolox
 from detector_client.yolox import PostProcess
@@ -87,14 +89,14 @@ def model_fn(model_dir: str) -> OnnxYolox:
         cfg["classes"] = [int(c) for c in os.environ["TRACKCAST_CLASSES"].split(",") if c.strip()]
     if os.environ.get("TRACKCAST_PROVIDERS"):
         cfg["providers"] = [p.strip() for p in os.environ["TRACKCAST_PROVIDERS"].split(",") if p.strip()]
-    classes = cfg.get("classes")
-    pp = PostProcess(
-        float(cfg.get("score_thresh", 0.1)),
-        float(cfg.get("nms_thresh", 0.45)),
-        None if classes is None else tuple(int(c) for c in classes),
-    )
+    # The same validated model as the service's ``detector:`` section (every key, clip included).
+    try:
+        onnx = OnnxDetectorConfig.model_validate({**cfg, "kind": "onnx", "model": path})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ModelLoadError(str(d / MODEL_CONFIG), problems) from exc
     return OnnxYolox(
-        path, preprocess=cfg.get("preprocess", "yolox"), providers=cfg.get("providers"), postprocess=pp
+        path, preprocess=onnx.preprocess, providers=onnx.providers, postprocess=onnx.postprocess()
     )
 
 
@@ -124,7 +126,7 @@ def track_video_file(src: Path, model: OnnxYolox, out_dir: Path) -> Path:
 
     from detector_client.onnx_backend import OnnxDetector
     from service.errors import SourceError
-    from service.offline import track_video
+    from service.media.offline import track_video
 
     det = OnnxDetector(model, max_batch=8)
     try:

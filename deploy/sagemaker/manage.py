@@ -12,12 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploy.errors import DeployError
+
 TAG = "trackcast:endpoint"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
-
-
-class DeployError(Exception):
-    pass
 
 
 @dataclass
@@ -42,7 +40,7 @@ class Clients:
         return self._cache[service]
 
 
-def _explain(exc: Exception, what: str) -> DeployError:
+def explain_aws_error(exc: Exception, what: str) -> DeployError:
     from botocore.exceptions import ClientError, NoCredentialsError
 
     if isinstance(exc, NoCredentialsError):
@@ -62,7 +60,7 @@ def _explain(exc: Exception, what: str) -> DeployError:
     return DeployError(f"{what}: {type(exc).__name__}: {exc}")
 
 
-def _check_role(role: str | None) -> str:
+def check_role(role: str | None) -> str:
     if not role:
         raise DeployError(
             "no execution role: pass --role arn:aws:iam::<account>:role/<name> (or set TRACKCAST_SAGEMAKER_ROLE)"
@@ -99,7 +97,7 @@ class Deployer:
         try:
             self.c("sagemaker").create_model(
                 ModelName=model,
-                ExecutionRoleArn=_check_role(spec.role),
+                ExecutionRoleArn=check_role(spec.role),
                 PrimaryContainer={
                     "Image": spec.image,
                     "ModelDataUrl": spec.model_data,
@@ -110,7 +108,7 @@ class Deployer:
         except DeployError:
             raise
         except Exception as exc:
-            raise _explain(exc, f"create model {model}") from exc
+            raise explain_aws_error(exc, f"create model {model}") from exc
         return model
 
     def create_config(self, name: str, model: str, instance_type: str, count: int, variant: str,
@@ -139,7 +137,7 @@ class Deployer:
         try:
             self.c("sagemaker").create_endpoint_config(**kwargs)
         except Exception as exc:
-            raise _explain(exc, f"create endpoint config {config}") from exc
+            raise explain_aws_error(exc, f"create endpoint config {config}") from exc
         return config
 
     def _create_endpoint(self, name: str, config: str, wait: bool) -> None:
@@ -148,7 +146,7 @@ class Deployer:
                 EndpointName=name, EndpointConfigName=config, Tags=self._tags(name)
             )
         except Exception as exc:
-            raise _explain(exc, f"create endpoint {name}") from exc
+            raise explain_aws_error(exc, f"create endpoint {name}") from exc
         if wait:
             self.wait(name)
 
@@ -194,7 +192,7 @@ class Deployer:
                 ScalableDimension=DIMENSION, MinCapacity=lo, MaxCapacity=hi,
             )  # fmt: skip
         except Exception as exc:
-            raise _explain(exc, f"register autoscaling for {name}") from exc
+            raise explain_aws_error(exc, f"register autoscaling for {name}") from exc
 
     def update(self, name: str, spec: ModelSpec, instance_type: str | None = None, count: int | None = None,
                wait: bool = True) -> dict[str, Any]:  # fmt: skip
@@ -205,7 +203,7 @@ class Deployer:
                 EndpointConfigName=sm.describe_endpoint(EndpointName=name)["EndpointConfigName"]
             )
         except Exception as exc:
-            raise _explain(exc, f"describe endpoint {name}") from exc
+            raise explain_aws_error(exc, f"describe endpoint {name}") from exc
         pv = current["ProductionVariants"][0]
         model = self.create_model(name, spec)
         config = self.create_config(
@@ -215,7 +213,7 @@ class Deployer:
         try:
             sm.update_endpoint(EndpointName=name, EndpointConfigName=config)
         except Exception as exc:
-            raise _explain(exc, f"update endpoint {name}") from exc
+            raise explain_aws_error(exc, f"update endpoint {name}") from exc
         if wait:
             self.wait(name)
         return {
@@ -286,7 +284,7 @@ class Deployer:
         try:
             ep = sm.describe_endpoint(EndpointName=name)
         except Exception as exc:
-            raise _explain(exc, f"endpoint {name}") from exc
+            raise explain_aws_error(exc, f"endpoint {name}") from exc
         aas = self.c("application-autoscaling")
         for v in ep.get("ProductionVariants", []) or [{"VariantName": "AllTraffic"}]:
             rid = f"endpoint/{name}/variant/{v['VariantName']}"
@@ -333,7 +331,7 @@ class Deployer:
         try:
             self.c("sagemaker").create_processing_job(
                 ProcessingJobName=job,
-                RoleArn=_check_role(role),
+                RoleArn=check_role(role),
                 AppSpecification={
                     "ImageUri": image,
                     "ContainerEntrypoint": ["python", "-m", "deploy.sagemaker.processing"],
@@ -391,5 +389,5 @@ class Deployer:
         except DeployError:
             raise
         except Exception as exc:
-            raise _explain(exc, f"create processing job {job}") from exc
+            raise explain_aws_error(exc, f"create processing job {job}") from exc
         return {"job": job}

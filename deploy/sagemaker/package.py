@@ -6,10 +6,13 @@ Layout (what SageMaker's PyTorch/ONNX inference containers expect)::
     trackcast-model.json        preprocessing convention, classes, thresholds
     code/inference.py           model_fn / input_fn / predict_fn / output_fn (imports the packages below)
     code/requirements.txt       what the handler needs on top of the container
-    code/tracker/ code/detector_client/ code/service/ code/deploy/   the trackcast code it runs
+    code/tracker/ code/detector_client/    the pure packages
+    code/service/errors.py code/service/media/   the offline layer (decode, letterbox, track_video)
+    code/deploy/sagemaker/inference.py processing.py   the handler and the processing job
 
-The packages are copied from this installation (sources only), so the endpoint runs exactly the
-pre/post-processing and tracking code of the client.
+Only what the handler and the processing job run is shipped (``SHIPPED``), copied from this
+installation (sources only), so the endpoint runs exactly the pre/post-processing and tracking
+code of the client, and none of the service runtime (MQTT, HTTP, WebRTC, the demo).
 """
 
 from __future__ import annotations
@@ -20,8 +23,22 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from detector_client.yolox import DEFAULT_NMS_THRESH, DEFAULT_SCORE_THRESH
+
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("tracker", "detector_client", "service", "deploy")
+#: Files and folders (relative to the project root) that model.tar.gz carries under code/.
+SHIPPED = (
+    "tracker",
+    "detector_client",
+    "service/__init__.py",
+    "service/errors.py",
+    "service/media",
+    "deploy/__init__.py",
+    "deploy/errors.py",
+    "deploy/sagemaker/__init__.py",
+    "deploy/sagemaker/inference.py",
+    "deploy/sagemaker/processing.py",
+)
 REQUIREMENTS = """numpy>=1.26
 lap>=0.5.12
 numba>=0.60
@@ -53,7 +70,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def build(model: Path, out: Path, preprocess: str = "yolox", classes: list[int] | None = None,
-          score_thresh: float = 0.1, nms_thresh: float = 0.45) -> Path:  # fmt: skip
+          score_thresh: float = DEFAULT_SCORE_THRESH, nms_thresh: float = DEFAULT_NMS_THRESH) -> Path:  # fmt: skip
     """Write model.tar.gz; returns its path. Raises FileNotFoundError for a missing model."""
     if not model.is_file():
         raise FileNotFoundError(f"model {model} does not exist")
@@ -65,16 +82,23 @@ def build(model: Path, out: Path, preprocess: str = "yolox", classes: list[int] 
         _add_bytes(tar, "trackcast-model.json", json.dumps(cfg, indent=2).encode())
         _add_bytes(tar, "code/inference.py", INFERENCE_SHIM.encode())
         _add_bytes(tar, "code/requirements.txt", REQUIREMENTS.encode())
-        for pkg in PACKAGES:
-            for f in sorted((ROOT / pkg).rglob("*")):
-                if f.is_file() and "__pycache__" not in f.parts and f.suffix in (".py", ".html"):
-                    tar.add(f, arcname=f"code/{f.relative_to(ROOT)}")
+        for f in shipped_files():
+            tar.add(f, arcname=f"code/{f.relative_to(ROOT)}")
+    return out
+
+
+def shipped_files() -> list[Path]:
+    out: list[Path] = []
+    for entry in SHIPPED:
+        path = ROOT / entry
+        files = [path] if path.is_file() else sorted(path.rglob("*.py"))
+        out += [f for f in files if "__pycache__" not in f.parts]
     return out
 
 
 def upload(path: Path, s3_uri: str, clients: Any) -> str:
     """Upload to ``s3://bucket/prefix/`` (or a full key); returns the object's S3 URI."""
-    from deploy.sagemaker.manage import _explain
+    from deploy.sagemaker.manage import explain_aws_error
 
     bucket, _, key = s3_uri.removeprefix("s3://").partition("/")
     if not key or key.endswith("/"):
@@ -82,5 +106,5 @@ def upload(path: Path, s3_uri: str, clients: Any) -> str:
     try:
         clients("s3").upload_file(str(path), bucket, key)
     except Exception as exc:
-        raise _explain(exc, f"upload to bucket {bucket}") from exc
+        raise explain_aws_error(exc, f"upload to bucket {bucket}") from exc
     return f"s3://{bucket}/{key}"

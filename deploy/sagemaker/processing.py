@@ -30,7 +30,7 @@ def find_videos(root: Path) -> list[Path]:
 def process_all(input_dir: Path, output_dir: Path, detector: Any, tracker_config: Any = None,
                 annotate: bool = True) -> dict[str, Any]:  # fmt: skip
     from service.errors import SourceError
-    from service.offline import track_video
+    from service.media.offline import track_video
 
     output_dir.mkdir(parents=True, exist_ok=True)
     results = []

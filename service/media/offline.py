@@ -5,6 +5,9 @@ updates one tracker per video in frame order (the service's components, the same
 them for a replay stream), and streams out MOT results, an optional annotated video (H.264,
 encoded on the fly) and a summary. Memory does not grow with the video's length. Used by
 ``trackcast track``, the SageMaker async handler and the processing job.
+
+``detect_video`` (``trackcast detect``) writes a video's detections as MOTChallenge det.txt rows;
+``track_detections`` (``trackcast track-dets``) tracks a det.txt and writes MOT results.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from detector_client.base import Detector, PreparedFrame
-from service.annotate import Annotator
-from service.video import open_video, prepare_frame, to_bgr
+from service.media.annotate import Annotator
+from service.media.video import iter_prepared, open_video, prepare_frame, to_bgr
 from tracker import ByteTracker, TrackerConfig
-from tracker.mot import format_tracks
+from tracker.mot import format_tracks, iter_frames, read_mot, write_lines
 
 
 @dataclass
@@ -43,28 +47,6 @@ class Summary:
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2)
-
-
-class Progress:
-    def __init__(self, total: int | None, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled and sys.stderr.isatty()
-        self._last = 0.0
-
-    def update(self, n: int) -> None:
-        if not self.enabled or time.monotonic() - self._last < 0.2:
-            return
-        self._last = time.monotonic()
-        if self.total:
-            done = int(30 * n / self.total)
-            sys.stderr.write(f"\r[{'#' * done}{'.' * (30 - done)}] {n}/{self.total} frames")
-        else:
-            sys.stderr.write(f"\r{n} frames")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
 
 
 class VideoWriter:
@@ -135,7 +117,8 @@ def track_video(
         )
         writer = VideoWriter(out_video, summary.width, summary.height, fps) if out_video else None
         annotator = Annotator() if writer else None
-        bar = Progress(stream.frames or None, progress)
+        bar = tqdm(total=stream.frames or None, unit="frame", disable=not (progress and sys.stderr.isatty()),
+                   file=sys.stderr, leave=False)  # fmt: skip
         lengths: dict[int, list[int]] = {}
         pending: list[tuple[PreparedFrame, np.ndarray | None]] = []
         Path(out_txt).parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +152,7 @@ def track_video(
                     )
                     if len(pending) >= detector.max_batch:
                         flush()
-                    bar.update(index)
+                    bar.update(1)
                     if on_frame is not None:
                         on_frame(index)
                     if max_frames is not None and index >= max_frames:
@@ -195,3 +178,66 @@ def track_video(
         summary.outputs["summary"] = str(summary_path)
         Path(summary_path).write_text(summary.to_json())
     return summary
+
+
+@dataclass
+class LoopStats:
+    frames: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    invalid: int = 0  # detections dropped for NaN/inf values or non-positive size (track-dets)
+
+
+def detect_video(
+    video: str, detector: Detector, out_txt: str | Path, max_frames: int | None = None
+) -> LoopStats:
+    """Detect every frame of ``video`` (batches of ``detector.max_batch``); write det.txt rows.
+
+    Raises ``SourceError`` (the video) or ``DetectorError`` (the model).
+    """
+    stats = LoopStats()
+    t0 = time.perf_counter()
+    out_path = Path(out_txt)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    batch: list[PreparedFrame] = []
+    with out_path.open("w") as out:
+
+        def flush() -> None:
+            for f, d in zip(batch, detector.detect_sync(batch), strict=True):
+                for x1, y1, x2, y2, s, _c in d.tolist():
+                    out.write(
+                        f"{f.index},-1,{x1:.4f},{y1:.4f},{x2 - x1:.4f},{y2 - y1:.4f},{s:.4f},-1,-1,-1\n"
+                    )
+                    stats.rows += 1
+            batch.clear()
+
+        for prepared in iter_prepared(video, detector.spec, max_frames):
+            batch.append(prepared)
+            stats.frames += 1
+            if len(batch) >= detector.max_batch:
+                flush()
+        if batch:
+            flush()
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def track_detections(
+    det_txt: str | Path, config: TrackerConfig, out_txt: str | Path, frames: int | None = None
+) -> LoopStats:
+    """Track a MOTChallenge det.txt frame by frame; write MOT results. Raises ``MotFormatError``."""
+    det = read_mot(det_txt)
+    tracker = ByteTracker(config)
+    out_path = Path(out_txt)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    stats = LoopStats()
+    t0 = time.perf_counter()
+    with out_path.open("w") as out:
+        for frame, dets in iter_frames(det, frames):
+            lines = format_tracks(frame, tracker.update(dets, frame_index=frame))
+            write_lines(out, lines)
+            stats.rows += len(lines)
+            stats.frames += 1
+    stats.seconds = time.perf_counter() - t0
+    stats.invalid = tracker.invalid_total
+    return stats
