@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import cv2
@@ -93,7 +94,7 @@ class LiveView:
     def detach(self, stream_id: str) -> None:
         self.views.pop(stream_id, None)
 
-    def _on_event(self, body: dict[str, Any]) -> None:
+    def _on_event(self, body: Mapping[str, object]) -> None:
         self.event_seq += 1
         self.events.append({**body, "seq": self.event_seq})
 

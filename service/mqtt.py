@@ -247,17 +247,18 @@ class Publisher:
         def on_socket_close(c: Any, userdata: Any, sock: Any) -> None:
             conn.unwatch()  # before paho closes it: the loop must not watch a closed descriptor
 
-        client.on_connect, client.on_disconnect = on_connect, on_disconnect
-        client.on_publish, client.on_socket_close = on_publish, on_socket_close
         try:
             rc = await asyncio.to_thread(client.connect, self.host, self.port, self.cfg.keepalive_s)
         except (OSError, ValueError) as exc:  # refused, unreachable, TLS handshake, bad host name
             raise MqttUnavailable(_reason(exc)) from exc
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise MqttUnavailable(paho.error_string(rc))
         sock = client.socket()
-        if not isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
-            raise MqttUnavailable("no socket after connecting")
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, socket.socket):  # SSLSocket is one
+            if sock is not None:
+                sock.close()
+            raise MqttUnavailable(paho.error_string(rc) if rc else "no connection after connecting")
+        # Callbacks only now: from here on paho is driven from this loop alone (connect ran in a thread).
+        client.on_connect, client.on_disconnect = on_connect, on_disconnect
+        client.on_publish, client.on_socket_close = on_publish, on_socket_close
         # Small messages go out at once: without this, Nagle's algorithm meets the broker's
         # delayed ACKs and holds per-frame messages back by up to ~40 ms.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -272,6 +273,8 @@ class Publisher:
         return conn
 
     def _close(self, conn: _Connection, graceful: bool = False) -> None:
+        if not conn.connack.done():
+            conn.connack.cancel()  # nobody waits for it any more
         if graceful and conn.sock is not None:
             conn.client.disconnect()  # DISCONNECT: the broker drops the last will
             conn.client.loop_write()

@@ -19,7 +19,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -85,7 +85,7 @@ class StreamState:
         self._deferred_status: tuple[str, str | None] | None = None
         self.pull: Callable[[], None] = _nothing  # hands over frames its source holds back (replay)
         self.listeners: list[Callable[[StreamState, FrameItem, Tracks], None]] = []
-        self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.event_listeners: list[Callable[[Mapping[str, object]], None]] = []
         metrics.add_stream(cfg.id)
         self._m = metrics.children(cfg.id)
 
@@ -131,7 +131,7 @@ class StreamState:
             self._m.sampling.inc()
             return
         if not self.accepting:
-            self._drop(item.sample, "shutdown")
+            self._drop("shutdown")
             self.permits.release()
             return
         self._m.decode.observe(item.decode_s)
@@ -162,7 +162,7 @@ class StreamState:
         self.sequencer.submit(item.sample, now)
         return item
 
-    def _drop(self, sample: int, cause: str) -> None:
+    def _drop(self, cause: str) -> None:
         self.metrics.frames_dropped.labels(self.id, cause).inc()
 
     # ------------------------------------------------------------------ results (event loop)
@@ -180,7 +180,7 @@ class StreamState:
         self, settled: list[Ready[tuple[FrameItem, F64]] | Gap] | Late[tuple[FrameItem, F64]]
     ) -> None:
         if isinstance(settled, Late):
-            self._drop(settled.sample, LATE)  # gave up on it already; never applied out of order
+            self._drop(LATE)  # gave up on it already; never applied out of order
             return
         for s in settled:
             if isinstance(s, Ready):
@@ -189,7 +189,7 @@ class StreamState:
                 if s.cause == LATE:
                     log.warning("stream %s: detection of sample %d took over %.0fs; skipped", self.id, s.sample,
                                 self.result_timeout_s)  # fmt: skip
-                self._drop(s.sample, s.cause)
+                self._drop(s.cause)
         if self._deferred_status is not None and self.drained():
             self.set_status(*self._deferred_status)
 
@@ -237,7 +237,7 @@ class StreamState:
         self.publisher.publish_event(self.id, dumps(event))
         self.metrics.track_events.labels(self.id, event["event"]).inc()
         for listener in self.event_listeners:
-            listener(event)  # type: ignore[arg-type]
+            listener(event)
 
     def end_all_tracks(self, reason: str) -> None:
         for event in self.lifecycle.end_all(reason, time.time()):
