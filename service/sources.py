@@ -34,6 +34,7 @@ from detector_client.base import InputSpec, PreparedFrame
 from service.config import StreamConfig
 from service.errors import SourceError, redact_url
 from service.media.video import open_video, prepare_frame, to_bgr
+from service.rules.sampling import Sampler
 
 log = logging.getLogger(__name__)
 
@@ -52,27 +53,6 @@ class FrameItem:
     decode_s: float
     t_ready: float = 0.0  # perf_counter when handed to the pipeline
     timings: dict[str, float] = field(default_factory=dict)
-
-
-class Sampler:
-    """Picks frames evenly to reach ``detect_fps`` from a source at ``source_fps``."""
-
-    def __init__(self, detect_fps: float | None) -> None:
-        self.detect_fps = detect_fps
-        self._next: float | None = None
-
-    def keep(self, t: float) -> bool:
-        """``t``: the frame's time in seconds (pts, or wall clock for sources without one)."""
-        if not self.detect_fps:
-            return True
-        period = 1.0 / self.detect_fps
-        if self._next is not None and t < self._next - 2 * period:
-            self._next = None  # time went backwards (loop, reconnect, pts reset): start over
-        if self._next is None or t >= self._next - 1e-6:
-            base = t if self._next is None or t - self._next > period else self._next
-            self._next = base + period
-            return True
-        return False
 
 
 class Demand:

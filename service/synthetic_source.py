@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 from detector_client.base import InputSpec
 from service.config import StreamConfig
 from service.media.synthetic import Scene, pitch, render
-from service.sources import FrameItem, Sampler, ThreadSource
+from service.rules.sampling import Sampler
+from service.sources import FrameItem, ThreadSource
 
 
 def parse(url: str) -> dict[str, float]:

@@ -20,7 +20,8 @@ from service.config import StreamConfig
 from service.errors import ConfigError, WhipError
 from service.media.video import prepare_frame, to_bgr
 from service.pipeline import StreamState
-from service.sources import FrameItem, Sampler
+from service.rules.sampling import Sampler
+from service.sources import FrameItem
 
 log = logging.getLogger(__name__)
 

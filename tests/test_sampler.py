@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from service.sources import Sampler
+from service.rules.sampling import Sampler
 
 
 def test_every_frame_without_detect_fps() -> None:

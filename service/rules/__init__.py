@@ -10,6 +10,7 @@ so every policy is tested in microseconds without a broker or an event loop.
 - ``lifecycle``: per-frame tracks -> ``track_started`` / ``track_ended``.
 - ``batching``: which ready frames of which streams form the next detector batch, and until when.
 - ``outbox``: the MQTT outbox (priorities, bounds, window, requeue on a lost connection, drops).
+- ``sampling``: which frames of a source to detect, to reach ``detect_fps``.
 
 The retry-delay rule is ``detector_client.backoff.Backoff`` (remote detector calls use it too).
 """
