@@ -3,10 +3,10 @@
 from detector_client import create_detector, OnnxDetectorConfig
 det = create_detector(OnnxDetectorConfig(model="yolox.onnx", classes=[0]))
 frame = det.spec.prepare(bgr_image, stream="cam1", index=7)   # in the decode thread
-[boxes] = await det.detect([frame])                            # [K,6] x1,y1,x2,y2,score,class
+[dets] = await det.detect([frame])    # Detections: dets.xyxy, dets.scores, dets.classes, dets.rows [K,6]
 """
 
-from detector_client.base import Detector, InputSpec, PreparedFrame
+from detector_client.base import Detections, Detector, InputSpec, PreparedFrame
 from detector_client.config import (
     DetectorConfig,
     MotionDetectorConfig,
@@ -24,6 +24,7 @@ from detector_client.errors import (
 from detector_client.yolox import PostProcess
 
 __all__ = [
+    "Detections",
     "Detector",
     "DetectorConfig",
     "DetectorError",

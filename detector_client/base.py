@@ -171,6 +171,47 @@ class PreparedFrame:
     index: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """One frame's detections in source pixels, what every detector returns (like ``Tracks``).
+
+    ``rows`` is the float [N,6] array ``x1, y1, x2, y2, score, class`` that the tracker takes
+    (``ByteTracker.update(d.rows)``) and the det.txt writer reads; the named views below share its
+    memory, so wrapping a backend's output costs nothing per frame.
+    """
+
+    rows: npt.NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        if self.rows.ndim != 2 or self.rows.shape[1] != 6:
+            raise ValueError(
+                f"detections are [N,6] rows (x1,y1,x2,y2,score,class), got shape {self.rows.shape}"
+            )
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.empty((0, 6)))
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def xyxy(self) -> npt.NDArray[np.float64]:
+        return self.rows[:, :4]
+
+    @property
+    def scores(self) -> npt.NDArray[np.float64]:
+        return self.rows[:, 4]
+
+    @property
+    def classes(self) -> npt.NDArray[np.int64]:
+        return self.rows[:, 5].astype(np.int64)
+
+
+def as_detections(rows: Sequence[npt.NDArray[np.float64]]) -> list[Detections]:
+    return [Detections(r) for r in rows]
+
+
 class Detector(ABC):
     """A detection backend. ``detect`` takes a batch of prepared frames from any mix of streams.
 
@@ -188,10 +229,10 @@ class Detector(ABC):
         self._sem: asyncio.Semaphore | None = None
 
     @abstractmethod
-    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[npt.NDArray[np.float64]]:
+    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[Detections]:
         """Blocking detection of one batch (called from a worker thread, or directly offline)."""
 
-    async def detect(self, frames: Sequence[PreparedFrame]) -> list[npt.NDArray[np.float64]]:
+    async def detect(self, frames: Sequence[PreparedFrame]) -> list[Detections]:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.max_in_flight)
         async with self._sem:

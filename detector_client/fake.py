@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from detector_client.base import Detector, InputSpec, PreparedFrame
+from detector_client.base import Detections, Detector, InputSpec, PreparedFrame, as_detections
 
 F64 = npt.NDArray[np.float64]
 
@@ -58,14 +58,14 @@ class FakeDetector(Detector):
         out[:, :, 5] = 0
         return list(out)
 
-    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[F64]:
+    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[Detections]:
         time.sleep(self.latency_s + self.per_frame_s * len(frames))
-        return self._boxes(frames)
+        return as_detections(self._boxes(frames))
 
-    async def detect(self, frames: Sequence[PreparedFrame]) -> list[F64]:
+    async def detect(self, frames: Sequence[PreparedFrame]) -> list[Detections]:
         """Waits like a remote endpoint would (no worker thread), bounded in flight."""
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.max_in_flight)
         async with self._sem:
             await asyncio.sleep(self.latency_s + self.per_frame_s * len(frames))
-            return self._boxes(frames)
+            return as_detections(self._boxes(frames))

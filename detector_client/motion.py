@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from detector_client.base import Detector, InputSpec, PreparedFrame
+from detector_client.base import Detections, Detector, InputSpec, PreparedFrame
 
 F64 = npt.NDArray[np.float64]
 
@@ -95,5 +95,5 @@ class MotionDetector(Detector):
         out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, frame.src_height)
         return out
 
-    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[F64]:
-        return [self.detect_one(f) for f in frames]
+    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[Detections]:
+        return [Detections(self.detect_one(f)) for f in frames]

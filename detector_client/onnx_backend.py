@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from detector_client.base import Detector, InputSpec, PreparedFrame
+from detector_client.base import Detections, Detector, InputSpec, PreparedFrame, as_detections
 from detector_client.errors import DetectorInputError, InferenceError, ModelLoadError
 from detector_client.yolox import PostProcess, YoloxDecoder, anchor_count
 
@@ -309,8 +309,8 @@ class OnnxDetector(Detector):
         super().__init__(core.spec, max_batch, max_in_flight)
         self.core = core
 
-    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[F64]:
-        res: list[F64] = []
+    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[Detections]:
+        res: list[Detections] = []
         for i in range(0, len(frames), self.max_batch):
-            res.extend(self.core.detect(frames[i : i + self.max_batch]))
+            res.extend(as_detections(self.core.detect(frames[i : i + self.max_batch])))
         return res

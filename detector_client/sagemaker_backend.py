@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector_client import wire
-from detector_client.base import Detector, InputSpec, PreparedFrame
+from detector_client.base import Detections, Detector, InputSpec, PreparedFrame, as_detections
 from detector_client.errors import (
     DetectorInputError,
     EndpointError,
@@ -140,7 +140,7 @@ class SageMakerDetector(Detector):
             chunks.append(range(start, len(payload_sizes)))
         return chunks
 
-    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[F64]:
+    def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[Detections]:
         if not frames:
             return []
         for f in frames:
@@ -155,7 +155,7 @@ class SageMakerDetector(Detector):
             heads = [wire.frame_header(frames[i], len(payloads[i])) for i in chunk]
             body = wire.pack(self.encoding, heads, [payloads[i] for i in chunk], self.postprocess)
             out.extend(self._invoke(body, len(chunk)))
-        return out
+        return as_detections(out)
 
     # ------------------------------------------------------------------ the call
     def _invoke(self, body: bytes, n_frames: int) -> list[F64]:

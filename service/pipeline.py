@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detector_client.base import Detector
+from detector_client.base import Detections, Detector
 from service.config import StreamConfig, TrackerSettings
 from service.messages import SCHEMA_VERSION, StreamStatus, TrackEvent, TracksMessage, dumps
 from service.metrics import Metrics
@@ -72,7 +72,7 @@ class StreamState:
         # permit before handing a frame over; the pipeline gives it back when it takes the frame.
         self.permits = threading.BoundedSemaphore(REPLAY_QUEUE)
         # Detector results back into frame order (perf_counter time).
-        self.sequencer: FrameSequencer[tuple[FrameItem, F64]] = FrameSequencer(result_timeout_s)
+        self.sequencer: FrameSequencer[tuple[FrameItem, Detections]] = FrameSequencer(result_timeout_s)
         self.tracker: ByteTracker | None = None
         self.last_sample = 0
         self.lifecycle = TrackLifecycle(cfg.id)
@@ -166,7 +166,7 @@ class StreamState:
         self.metrics.frames_dropped.labels(self.id, cause).inc()
 
     # ------------------------------------------------------------------ results (event loop)
-    def on_result(self, item: FrameItem, dets: F64 | None, cause: str = "") -> None:
+    def on_result(self, item: FrameItem, dets: Detections | None, cause: str = "") -> None:
         """The detector's answer for ``item`` (``dets`` None: it failed, for ``cause``)."""
         seq = self.sequencer
         self._settle(seq.result(item.sample, (item, dets)) if dets is not None else
@@ -177,7 +177,7 @@ class StreamState:
         self._settle(self.sequencer.expire(now))
 
     def _settle(
-        self, settled: list[Ready[tuple[FrameItem, F64]] | Gap] | Late[tuple[FrameItem, F64]]
+        self, settled: list[Ready[tuple[FrameItem, Detections]] | Gap] | Late[tuple[FrameItem, Detections]]
     ) -> None:
         if isinstance(settled, Late):
             self._drop(LATE)  # gave up on it already; never applied out of order
@@ -199,7 +199,7 @@ class StreamState:
         fps = self.info.get("fps")
         return float(fps) if fps and math.isfinite(fps) and fps > 0 else 30.0
 
-    def _apply(self, item: FrameItem, dets: F64) -> None:
+    def _apply(self, item: FrameItem, dets: Detections) -> None:
         if self.tracker is None:
             t = self.tracker_cfg
             self.tracker = ByteTracker(
@@ -208,7 +208,7 @@ class StreamState:
                 )
             )
         t0 = time.perf_counter()
-        tracks = self.tracker.update(dets, frame_index=item.sample)
+        tracks = self.tracker.update(dets.rows, frame_index=item.sample)
         t1 = time.perf_counter()
         item.timings["track"] = t1 - t0
         self.last_sample = item.sample

@@ -15,6 +15,7 @@ from detector_client import (
     PostProcess,
     create_detector,
 )
+from detector_client.base import Detections
 from detector_client.onnx_backend import OnnxYolox
 from service.media.video import iter_frames
 from tests.conftest import FIXTURES, run_trackcast
@@ -165,7 +166,7 @@ def test_async_interface_runs_off_the_event_loop(model_path: Path) -> None:
 
     main_thread = threading.get_ident()
     out, ticks = asyncio.run(main())
-    assert len(out) == 6 and all(o.shape[1] == 6 for o in out)
+    assert len(out) == 6 and all(isinstance(o, Detections) and o.rows.shape[1] == 6 for o in out)
     assert ticks > 1, "the event loop kept running during inference"
     assert threading.get_ident() == main_thread
     det.close()

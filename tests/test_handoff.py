@@ -190,11 +190,12 @@ def test_fake_detector_boxes_per_frame_inside_the_frame_and_moving() -> None:
     out = det.detect_sync(frames)
     assert len(out) == 6
     for f, d in zip(frames, out, strict=True):
-        assert d.shape == (10, 6)
-        assert (d[:, 0] >= 0).all() and (d[:, 2] <= f.src_width).all() and (d[:, 2] > d[:, 0]).all()
-        assert (d[:, 1] >= 0).all() and (d[:, 3] <= f.src_height).all() and (d[:, 3] > d[:, 1]).all()
-    assert not np.array_equal(out[0], out[2])  # same size, later frame: the boxes drifted
-    assert FakeDetector(boxes=0).detect_sync(frames[:2])[0].shape == (0, 6)
+        assert len(d) == 10 and d.scores.shape == (10,) and d.classes.dtype == np.int64
+        b = d.xyxy
+        assert (b[:, 0] >= 0).all() and (b[:, 2] <= f.src_width).all() and (b[:, 2] > b[:, 0]).all()
+        assert (b[:, 1] >= 0).all() and (b[:, 3] <= f.src_height).all() and (b[:, 3] > b[:, 1]).all()
+    assert not np.array_equal(out[0].rows, out[2].rows)  # same size, later frame: the boxes drifted
+    assert len(FakeDetector(boxes=0).detect_sync(frames[:2])[0]) == 0
 
 
 def test_next_batch_goes_to_the_detector_before_the_last_one_is_tracked() -> None:

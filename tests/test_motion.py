@@ -27,13 +27,13 @@ def test_motion_boxes_follow_moving_players_and_feed_the_tracker() -> None:
         ids, boxes = scene.step()
         frame = det.spec.prepare(render(bg, ids, boxes), stream="cam", index=f)
         [d] = det.detect_sync([frame])
-        tracks = tracker.update(d, frame_index=f)
+        tracks = tracker.update(d.rows, frame_index=f)
         if f > 30 and len(d):
-            iou = _iou(boxes, d[:, :4])
+            iou = _iou(boxes, d.xyxy)
             recalls.append((iou.max(axis=1) > 0.5).mean())
             precisions.append((iou.max(axis=0) > 0.3).mean())
             strong.append(
-                float(np.mean(d[iou.max(axis=0) > 0.5, 4])) if (iou.max(axis=0) > 0.5).any() else 0.0
+                float(np.mean(d.scores[iou.max(axis=0) > 0.5])) if (iou.max(axis=0) > 0.5).any() else 0.0
             )
     assert np.mean(recalls) > 0.7, np.mean(recalls)
     assert np.mean(precisions) > 0.8, np.mean(precisions)

@@ -271,3 +271,19 @@ def test_backoff_doubles_to_its_cap_with_jitter_and_resets() -> None:
     assert all(0 <= full.next() <= min(5.0, 0.2 * 2**k) for k in range(10))
     with pytest.raises(ValueError):
         Backoff(0.0, 1.0)
+
+
+# ---------------------------------------------------------------------- detections (the detectors' typed value)
+def test_detections_name_the_columns_of_their_rows_and_reject_other_shapes() -> None:
+    import numpy as np
+
+    from detector_client.base import Detections
+
+    rows = np.array([[1.0, 2.0, 11.0, 22.0, 0.9, 0.0], [5.0, 5.0, 9.0, 9.0, 0.3, 2.0]])
+    d = Detections(rows)
+    assert len(d) == 2 and d.xyxy.tolist() == [[1, 2, 11, 22], [5, 5, 9, 9]]
+    assert d.scores.tolist() == [0.9, 0.3] and d.classes.tolist() == [0, 2] and d.classes.dtype == np.int64
+    assert np.shares_memory(d.xyxy, rows)  # views, no copy per frame
+    assert len(Detections.empty()) == 0
+    with pytest.raises(ValueError, match=r"\[N,6\]"):
+        Detections(rows[:, :5])

@@ -79,10 +79,10 @@ def test_detections_equal_local_onnx_backend(server: RuntimeServer, model: OnnxY
     local = model.detect(frames, PostProcess(0.1, 0.45, (0,)))
     assert len(remote) == len(frames) == 10
     for r, loc in zip(remote, local, strict=True):
-        assert r.shape == loc.shape and len(r) > 0
-        np.testing.assert_allclose(r[:, :4], loc[:, :4], atol=1e-3)  # wire rounding: 3 decimals
-        np.testing.assert_allclose(r[:, 4], loc[:, 4], atol=1e-5)
-        np.testing.assert_array_equal(r[:, 5], loc[:, 5])
+        assert r.rows.shape == loc.shape and len(r) > 0
+        np.testing.assert_allclose(r.xyxy, loc[:, :4], atol=1e-3)  # wire rounding: 3 decimals
+        np.testing.assert_allclose(r.scores, loc[:, 4], atol=1e-5)
+        np.testing.assert_array_equal(r.classes, loc[:, 5])
     assert len(server.requests) == 3  # 10 frames at max_batch 4
     assert all(q["content_type"] == "application/x-trackcast-batch" for q in server.requests)
 
@@ -113,7 +113,8 @@ def test_jpeg_encoding_is_smaller_and_close(server: RuntimeServer, model: OnnxYo
     local = model.detect(frames[:4], PostProcess(0.1, 0.45, (0,)))
     # lossy: every confident local box is still found (IoU > 0.5), most almost unchanged
     ious = []
-    for r, loc in zip(out, local, strict=True):
+    for dets, loc in zip(out, local, strict=True):
+        r = dets.xyxy
         for b in loc[loc[:, 4] > 0.5]:
             iw = np.clip(np.minimum(r[:, 2], b[2]) - np.maximum(r[:, 0], b[0]), 0, None)
             ih = np.clip(np.minimum(r[:, 3], b[3]) - np.maximum(r[:, 1], b[1]), 0, None)

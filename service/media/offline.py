@@ -127,7 +127,7 @@ def track_video(
             def flush() -> None:
                 dets = detector.detect_sync([p for p, _ in pending])
                 for (prep, img), d in zip(pending, dets, strict=True):
-                    tracks = tracker.update(d, frame_index=prep.index)
+                    tracks = tracker.update(d.rows, frame_index=prep.index)
                     summary.detections += len(d)
                     lines = format_tracks(prep.index, tracks)
                     for line in lines:
@@ -204,7 +204,7 @@ def detect_video(
 
         def flush() -> None:
             for f, d in zip(batch, detector.detect_sync(batch), strict=True):
-                for x1, y1, x2, y2, s, _c in d.tolist():
+                for x1, y1, x2, y2, s, _c in d.rows.tolist():
                     out.write(
                         f"{f.index},-1,{x1:.4f},{y1:.4f},{x2 - x1:.4f},{y2 - y1:.4f},{s:.4f},-1,-1,-1\n"
                     )
