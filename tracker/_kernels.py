@@ -283,6 +283,8 @@ def byte_step(
     (more than one after a gap). Returns (output slots, ended track ids). The caller guarantees
     at least N free slots.
     """
+    # One field per statement: numba compiled a single tuple assignment of these arrays into
+    # copies, so writes (to counts, lists) were lost; test_tracker caught it.
     mean = st.mean
     cov = st.cov
     tid = st.tid
