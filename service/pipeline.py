@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from detector_client.base import Detections, Detector
 from service.config import StreamConfig, TrackerSettings
@@ -37,7 +36,6 @@ from service.sources import Demand, FrameItem
 from tracker import ByteTracker, TrackerConfig, Tracks
 
 log = logging.getLogger(__name__)
-F64 = npt.NDArray[np.float64]
 
 REPLAY_QUEUE = 8
 WINDOW_S = 5.0
