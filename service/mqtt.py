@@ -58,6 +58,11 @@ class _Connection:
         self.loop = loop
         self.sock: Any = None
         self.writing = False
+        # Written and not yet done, by mid: paho marks each MQTTMessageInfo published (QoS 0: all
+        # written; QoS 1/2: acknowledged), read back after each socket event. No on_publish
+        # callback: with one set, paho builds a reason code and properties object for every
+        # QoS 0 message (measured: publish 21-42 us without, 82-140 us with).
+        self.pending: dict[int, paho.MQTTMessageInfo] = {}
         self.connack: asyncio.Future[Any] = loop.create_future()
         self.lost: asyncio.Future[str] = loop.create_future()
 
@@ -161,11 +166,22 @@ class Publisher:
                 ob.refused(msg)
                 conn.fail(f"publish refused ({paho.error_string(info.rc)})")
                 return
-            if msg.qos == 0 and info.is_published():
-                self._done(msg)  # written within publish(): paho's on_publish came before we knew its mid
+            if info.is_published():
+                self._done(msg)  # QoS 0 written within publish()
             else:
                 ob.written(msg, info.mid, time.monotonic())
+                conn.pending[info.mid] = info
         self._watch_writes(conn)
+
+    def _collect(self, conn: _Connection) -> None:
+        """Settle the written messages paho now reports published (written out, or acknowledged)."""
+        done = [mid for mid, info in conn.pending.items() if info.is_published()]
+        now = time.monotonic()
+        for mid in done:
+            del conn.pending[mid]
+            msg = self.outbox.done(mid, now) if conn is self._conn else None
+            if msg is not None:
+                self._done(msg)
 
     def _watch_writes(self, conn: _Connection) -> None:
         want = conn.client.want_write()
@@ -188,6 +204,8 @@ class Publisher:
         self._after_io(conn, conn.client.loop_write())
 
     def _after_io(self, conn: _Connection, rc: int) -> None:
+        if conn.pending:
+            self._collect(conn)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             conn.fail(paho.error_string(rc))
         elif conn is self._conn:
@@ -239,11 +257,6 @@ class Publisher:
         def on_disconnect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
             conn.fail(f"disconnected ({reason})")
 
-        def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-            msg = self.outbox.done(mid, time.monotonic()) if conn is self._conn else None
-            if msg is not None:
-                self._done(msg)
-
         def on_socket_close(c: Any, userdata: Any, sock: Any) -> None:
             conn.unwatch()  # before paho closes it: the loop must not watch a closed descriptor
 
@@ -258,7 +271,7 @@ class Publisher:
             raise MqttUnavailable(paho.error_string(rc) if rc else "no connection after connecting")
         # Callbacks only now: from here on paho is driven from this loop alone (connect ran in a thread).
         client.on_connect, client.on_disconnect = on_connect, on_disconnect
-        client.on_publish, client.on_socket_close = on_publish, on_socket_close
+        client.on_socket_close = on_socket_close
         # Small messages go out at once: without this, Nagle's algorithm meets the broker's
         # delayed ACKs and holds per-frame messages back by up to ~40 ms.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
