@@ -122,21 +122,26 @@ def cmd_track_dets(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Print MOT metrics of a tracker output against ground truth."""
-    from tracker import MotFormatError
-    from tracker.evaluation import evaluate
-    from tracker.mot import read_mot
+    """Print MOT metrics (HOTA, MOTA, IDF1, ...) of a tracker's output against ground truth.
 
-    try:
-        gt = read_mot(args.gt)
-        hyp = read_mot(args.hyp)
-    except MotFormatError as exc:
-        raise CliError(str(exc)) from exc
-    m = evaluate(gt, hyp)
+    GT and HYP are MOTChallenge files (gt.txt and the tracker's file) or folders in MOTChallenge
+    layout (<seq>/gt/gt.txt with seqinfo.ini, seqmaps/<split>.txt; the tracker's <seq>.txt files):
+    one row per sequence, and COMBINED over several. --benchmark mot17/mot20 applies that
+    benchmark's official preprocessing (distractor classes, the consider flag, pedestrians only),
+    as TrackEval's MOTChallenge evaluation does; none scores every row whose consider flag is set.
+    """
+    from tracker.evaluation import COMBINED, evaluate_sequences, find_sequences, table
+
+    seqs = find_sequences(Path(args.gt), Path(args.hyp), Path(args.seqmap) if args.seqmap else None)
+    results = evaluate_sequences(seqs, args.benchmark)
     if args.json:
-        print(json.dumps(m.as_dict(), indent=2))
+        head = results.get(COMBINED) or next(iter(results.values()))
+        body: dict[str, Any] = head.as_dict()
+        body["benchmark"] = args.benchmark
+        body["sequences"] = {name: m.as_dict() for name, m in results.items() if name != COMBINED}
+        print(json.dumps(body, indent=2))
     else:
-        print(m.table())
+        print(table(results))
     return 0
 
 
@@ -520,8 +525,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="MOTA, IDF1, HOTA, ID switches of tracks against ground truth",
         description=cmd_eval.__doc__,
     )
-    p.add_argument("gt", help="ground truth, MOTChallenge gt.txt")
-    p.add_argument("hyp", help="tracker output, MOTChallenge format")
+    p.add_argument("gt", help="ground truth: a MOTChallenge gt.txt, or a folder of <seq>/gt/gt.txt")
+    p.add_argument("hyp", help="tracker output: a MOTChallenge file, or a folder of <seq>.txt")
+    p.add_argument("--benchmark", choices=["mot17", "mot20", "none"], default="none",
+                   help="the benchmark whose official preprocessing to apply (default: none)")  # fmt: skip
+    p.add_argument(
+        "--seqmap", help="only the sequences this seqmap lists (a 'name' header, then one per line)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_eval)
 

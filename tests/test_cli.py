@@ -26,7 +26,7 @@ def test_zero_frame_rejected(tmp_path: Path) -> None:
     det = tmp_path / "det.txt"
     det.write_text("0,-1,10,10,20,40,0.9,-1,-1,-1\n")
     res = run_trackcast("track-dets", str(det), "--out", str(tmp_path / "o.txt"))
-    assert res.returncode == 2 and "frame must be an integer >= 1" in res.stderr
+    assert res.returncode == 2 and "frame must be an integer from 1 to" in res.stderr
 
 
 def test_bad_tracker_parameter_names_it(tmp_path: Path) -> None:
@@ -49,3 +49,15 @@ def test_track_dets_writes_mot_rows_and_counts_invalid(tmp_path: Path) -> None:
     lines = out.read_text().split()
     assert [ln.split(",")[:2] for ln in lines] == [["1", "1"], ["2", "1"], ["4", "1"]]
     assert lines[0] == "1,1,10.0000,10.0000,20.0000,40.0000,0.9000,-1,-1,-1"
+
+
+def test_non_finite_or_huge_frame_numbers_rejected(tmp_path: Path) -> None:
+    """NaN, inf or 1e12 in the frame column: a message naming the line, not a crash or a 7 TiB
+    allocation (a frame number indexes per-frame arrays)."""
+    for bad in ("nan", "inf", "1e12"):
+        det = tmp_path / "det.txt"
+        det.write_text(f"1,-1,10,10,20,40,0.9,-1,-1,-1\n{bad},-1,10,10,20,40,0.9,-1,-1,-1\n")
+        res = run_trackcast("track-dets", str(det), "--out", str(tmp_path / "o.txt"), timeout=60)
+        assert res.returncode == 2, (bad, res.stderr)
+        assert f"{det}:2: frame must be an integer from 1 to 10000000, got {bad}" in res.stderr
+        assert "Traceback" not in res.stderr

@@ -6,7 +6,8 @@ Hierarchy::
     ├── TrackerConfigError(ValueError)  a TrackerConfig value out of range (names the field)
     ├── DetectionsError(ValueError)     a detections array of the wrong shape or dtype
     ├── FrameOrderError(ValueError)     a frame index that is not after the previous one
-    └── MotFormatError(ValueError)      a malformed MOTChallenge text file (names file and line)
+    ├── MotFormatError(ValueError)      a malformed MOTChallenge text file (names file and line)
+    └── EvalError(ValueError)           sequences that cannot be scored as given (layout, benchmark rules)
 
 Rows with NaN/inf values, absurd coordinates (beyond 1e6 px) or a side under 1e-3 px (which
 includes non-positive width/height) are not errors: they are dropped and counted (see
@@ -52,3 +53,7 @@ class MotFormatError(TrackerError, ValueError):
         super().__init__(f"{path}:{line}: {reason}")
         self.path = path
         self.line = line
+
+
+class EvalError(TrackerError, ValueError):
+    """The evaluation's input cannot be scored as given (layout, sequences, a benchmark's rules)."""

@@ -5,6 +5,7 @@ Rows are ``frame,id,x,y,w,h,score,...`` with 1-based frames; detection files car
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -16,6 +17,10 @@ from tracker.byte_tracker import Tracks
 from tracker.errors import MotFormatError
 
 F64 = npt.NDArray[np.float64]
+
+#: The largest frame number a file may hold: 10 million frames is 4.6 days at 25 frames/s (a
+#: frame number is an index into per-frame arrays, so 1e12 would ask for terabytes).
+MAX_FRAME = 10_000_000
 
 
 def read_mot(path: str | Path, min_cols: int = 7) -> F64:
@@ -45,8 +50,12 @@ def parse_mot(text: str, source: str, min_cols: int = 7) -> F64:
             vals = [float(v) for v in parts]
         except ValueError as exc:
             raise MotFormatError(source, lineno, f"not a number: {exc}") from exc
-        if vals[0] < 1 or vals[0] != int(vals[0]):
-            raise MotFormatError(source, lineno, f"frame must be an integer >= 1, got {parts[0]}")
+        if not (1 <= vals[0] <= MAX_FRAME) or vals[0] != int(vals[0]):
+            raise MotFormatError(
+                source, lineno, f"frame must be an integer from 1 to {MAX_FRAME}, got {parts[0]}"
+            )
+        if not math.isfinite(vals[1]):
+            raise MotFormatError(source, lineno, f"id must be a finite number, got {parts[1]}")
         if width and len(vals) != width:
             raise MotFormatError(
                 source, lineno, f"expected {width} values like the lines above, got {len(vals)}"
