@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite talks to, only those that are missing:
 # mosquitto (real MQTT broker), GStreamer's RTSP server with python3-gi (real RTSP server), ffmpeg,
-# and Chromium (the live view is tested in a real headless browser).
+# Chromium (the live view is tested in a real headless browser), and webrtcbin with libnice, x264
+# and iproute2 (a GStreamer WHIP publisher in a network namespace of its own).
 set -euo pipefail
 
 # `sysdeps.sh venv`: only what `python3 -m venv` needs on Debian (ensurepip lives in python3-venv).
@@ -10,7 +11,8 @@ if [ "${1:-}" = "venv" ]; then
 else
   pkgs=(mosquitto mosquitto-clients ffmpeg python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
         gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-rtsp
-        gstreamer1.0-libav chromium)
+        gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-plugins-ugly gir1.2-gst-plugins-bad-1.0 iproute2
+        chromium)
 fi
 
 missing=()

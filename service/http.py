@@ -30,7 +30,8 @@ def _error(status: int, message: str) -> web.Response:
 async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
     svc: Service = request.app[SERVICE_KEY]
     token = svc.settings.http.token
-    if token is None or request.path in OPEN_PATHS:
+    # OPTIONS: a browser's CORS preflight never carries the token (it asks what is allowed).
+    if token is None or request.path in OPEN_PATHS or request.method == "OPTIONS":
         resp: web.StreamResponse = await handler(request)
         return resp
     got = request.headers.get("Authorization", "")
@@ -101,24 +102,52 @@ async def delete_stream(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def _whip_error(exc: WhipError) -> web.Response:
+    return _error(exc.status, str(exc))
+
+
 async def whip_post(request: web.Request) -> web.Response:
     svc: Service = request.app[SERVICE_KEY]
     sid = request.match_info["id"]
     if request.content_type != "application/sdp":
         return _error(415, "WHIP offers must be application/sdp")
     try:
-        answer = await svc.whip.publish(sid, await request.text())
+        sess = await svc.whip.publish(sid, await request.text())
     except WhipError as exc:
-        return _error(exc.status, str(exc))
-    return web.Response(
-        status=201, text=answer, content_type="application/sdp", headers={"Location": f"/whip/{sid}"}
-    )
+        return _whip_error(exc)
+    headers = {"Location": f"/whip/{sid}/sessions/{sess.id}"}
+    links = [f'<{url}>; rel="ice-server"' for url in (svc.whip.ice_servers or [])]
+    resp = web.Response(status=201, text=sess.answer_sdp, content_type="application/sdp", headers=headers)
+    for link in links:  # RFC 9725 4.6: the ICE servers the publisher may use, one Link each
+        resp.headers.add("Link", link)
+    return resp
+
+
+async def whip_options(request: web.Request) -> web.Response:
+    svc: Service = request.app[SERVICE_KEY]
+    resp = web.Response(status=204, headers={"Allow": "OPTIONS, POST", "Accept-Post": "application/sdp"})
+    for url in svc.whip.ice_servers or []:
+        resp.headers.add("Link", f'<{url}>; rel="ice-server"')
+    return resp
+
+
+async def whip_patch(request: web.Request) -> web.Response:
+    svc: Service = request.app[SERVICE_KEY]
+    if request.content_type != "application/trickle-ice-sdpfrag":
+        return _error(415, "PATCH bodies must be application/trickle-ice-sdpfrag (RFC 8840)")
+    try:
+        await svc.whip.trickle(request.match_info["id"], request.match_info["session"], await request.text(),
+                               request.headers.get("If-Match"))  # fmt: skip
+    except WhipError as exc:
+        return _whip_error(exc)
+    return web.Response(status=204)
 
 
 async def whip_delete(request: web.Request) -> web.Response:
     svc: Service = request.app[SERVICE_KEY]
-    if not await svc.whip.end(request.match_info["id"], "publisher ended the session"):
-        return _error(404, f"no WHIP session for {request.match_info['id']!r}")
+    stream, session = request.match_info["id"], request.match_info.get("session")
+    if not await svc.whip.end(stream, "publisher ended the session", session):
+        return _error(404, f"no such WHIP session for stream {stream!r}")
     return web.Response(status=200)
 
 
@@ -142,7 +171,10 @@ def make_app(svc: Service) -> web.Application:
     app.router.add_get("/streams/{id}", get_stream)
     app.router.add_delete("/streams/{id}", delete_stream)
     app.router.add_post("/whip/{id}", whip_post)
-    app.router.add_delete("/whip/{id}", whip_delete)
+    app.router.add_route("OPTIONS", "/whip/{id}", whip_options)
+    app.router.add_delete("/whip/{id}", whip_delete)  # the current session (before sessions had a resource)
+    app.router.add_delete("/whip/{id}/sessions/{session}", whip_delete)
+    app.router.add_patch("/whip/{id}/sessions/{session}", whip_patch)
     return app
 
 

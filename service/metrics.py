@@ -118,6 +118,12 @@ class Metrics:
             ["loop"],
             registry=r,
         )
+        self.stream_errors = Counter(
+            "trackcast_stream_errors",
+            "Frames a stream could not process because of a bug (its tracker restarts; the stream goes on)",
+            ["stream"],
+            registry=r,
+        )
         for loop in ("batcher", "mqtt"):
             self.internal_errors.labels(loop)  # at zero from the start, for alerts
 
@@ -128,6 +134,7 @@ class Metrics:
         for cause in DROP_CAUSES:
             self.frames_dropped.labels(stream, cause)
         self.reconnects.labels(stream)
+        self.stream_errors.labels(stream)
         self.stream_up.labels(stream).set(0)
         self.active_tracks.labels(stream).set(0)
         for ev in ("track_started", "track_ended"):
@@ -146,7 +153,7 @@ class Metrics:
     def remove_stream(self, stream: str) -> None:
         """Forget every series of a removed stream."""
         for m in (self.frames_received, self.frames_processed, self.reconnects, self.stream_up, self.active_tracks,
-                  self.e2e_seconds):  # fmt: skip
+                  self.e2e_seconds, self.stream_errors):  # fmt: skip
             with contextlib.suppress(KeyError):
                 m.remove(stream)
         for cause in DROP_CAUSES:

@@ -77,6 +77,11 @@ class StreamState:
         self.processed_times: deque[float] = deque()
         self.latencies: deque[tuple[float, float]] = deque(maxlen=2000)
         self.n_processed = 0
+        self.n_faults = 0
+        # Frame numbers handed out by the stream's sources (a WHIP session continues where the
+        # previous one ended, so the tracker and subscribers see indices that keep increasing).
+        self.next_index = 1
+        self.next_sample = 1
         self.last_tracks: Tracks | None = None
         self.last_item: FrameItem | None = None
         self.accepting = True
@@ -182,7 +187,10 @@ class StreamState:
             return
         for s in settled:
             if isinstance(s, Ready):
-                self._apply(*s.value)
+                try:
+                    self._apply(*s.value)
+                except Exception as exc:  # a bug in this stream's processing: contained to this stream
+                    self._fault(s.sample, exc)
             else:
                 if s.cause == LATE:
                     log.warning("stream %s: detection of sample %d took over %.0fs; skipped", self.id, s.sample,
@@ -190,6 +198,23 @@ class StreamState:
                 self._drop(s.cause)
         if self._deferred_status is not None and self.drained():
             self.set_status(*self._deferred_status)
+
+    def _fault(self, sample: int, exc: Exception) -> None:
+        """A frame this stream could not process (a bug, not bad input): count it, say it once
+        with its traceback, end the open tracks and start the tracker afresh with the next frame."""
+        self.n_faults += 1
+        self.metrics.stream_errors.labels(self.id).inc()
+        if self.n_faults == 1:
+            log.exception("stream %s: frame %d could not be processed; its tracker restarts (counted in "
+                          "trackcast_stream_errors_total, logged once)", self.id, sample)  # fmt: skip
+        else:
+            log.debug("stream %s: frame %d could not be processed (%s)", self.id, sample, exc)
+        self.tracker = None
+        try:
+            self.end_all_tracks("error")
+        except Exception:
+            log.debug("stream %s: could not end its tracks", self.id, exc_info=True)
+            self.lifecycle = TrackLifecycle(self.id)
 
     def _frame_rate(self) -> float:
         if self.cfg.detect_fps:

@@ -1,17 +1,31 @@
-"""WebRTC ingest over WHIP (aiortc): a publisher POSTs an SDP offer to ``/whip/{stream}``.
+"""WebRTC ingest over WHIP (RFC 9725, aiortc): a publisher POSTs an SDP offer to ``/whip/{stream}``.
 
-The answer comes back in the response (201, ``Location: /whip/{stream}``); ``DELETE`` on that
-location ends the session. ``WhipIngest`` holds the sessions: an offer for a stream nobody
-configured creates it (a live WHIP stream), a new offer for a stream replaces its session, a
-stream configured with another URL refuses offers (409). Received video frames are converted and
-letterboxed in a worker thread and offered to the stream like live RTSP frames (the freshest
-frame wins). The HTTP handlers only parse the request and call ``WhipIngest``.
+The answer comes back in the response (201) with ``Location: /whip/{stream}/sessions/{id}``, the
+session's own resource: ``DELETE`` on it ends the session, ``PATCH`` with an
+``application/trickle-ice-sdpfrag`` body adds the publisher's trickled candidates (ICE restarts
+are not supported: 501, start a new session). ``WhipIngest`` holds the sessions: an offer for a
+stream nobody configured creates it (a live WHIP stream), a new offer for a stream replaces its
+session, a stream configured with another URL refuses offers (409). Frame numbers continue across
+sessions of a stream, so a publisher that comes back is tracked on from where it left.
+
+DTLS roles: trackcast is always the DTLS server. A publisher offers ``a=setup:actpass``; aiortc
+would answer ``active`` and be the DTLS client, offering only ECDHE-ECDSA suites, which a peer
+with an RSA certificate (GStreamer's webrtcbin) cannot use ("no shared cipher"). Read as
+``active`` before aiortc sees it, the offer makes aiortc answer ``passive``: the publisher is the
+client, offers its suites, and the server's ECDSA certificate settles them. The offer given to
+aiortc is the only thing changed (no aiortc internals).
+
+Received video frames are converted and letterboxed in a worker thread and offered to the
+stream like live RTSP frames (the freshest frame wins). The HTTP handlers only parse the request
+and call ``WhipIngest``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import secrets
 import time
 from typing import Any, Protocol
 
@@ -50,6 +64,17 @@ class _Service(Protocol):
     async def add_stream(self, cfg: StreamConfig) -> StreamState: ...
 
 
+def as_dtls_server(offer_sdp: str) -> str:
+    """The offer with ``a=setup:actpass`` read as ``a=setup:active``, so the answerer is the DTLS server."""
+    return re.sub(r"^a=setup:actpass(?=[ \t]*\r?$)", "a=setup:active", offer_sdp, flags=re.MULTILINE)
+
+
+def _ice_credentials(sdp: str) -> tuple[str | None, str | None]:
+    ufrag = re.search(r"^a=ice-ufrag:(\S+)", sdp, re.MULTILINE)
+    pwd = re.search(r"^a=ice-pwd:(\S+)", sdp, re.MULTILINE)
+    return (ufrag.group(1) if ufrag else None), (pwd.group(1) if pwd else None)
+
+
 class WhipIngest:
     """The WHIP sessions of a service, one per stream at most."""
 
@@ -58,8 +83,9 @@ class WhipIngest:
         self.ice_servers = ice_servers
         self.sessions: dict[str, WhipSession] = {}
 
-    async def publish(self, stream_id: str, offer_sdp: str) -> str:
-        """Take a publisher's SDP offer for ``stream_id``; returns the answer. Raises ``WhipError``."""
+    async def publish(self, stream_id: str, offer_sdp: str) -> WhipSession:
+        """Take a publisher's SDP offer for ``stream_id``; returns the session (its ``answer_sdp``
+        and ``id``). Raises ``WhipError``."""
         if "m=video" not in offer_sdp:
             raise WhipError(400, "the SDP offer has no video")
         state = self.svc.streams.get(stream_id)
@@ -77,18 +103,38 @@ class WhipIngest:
             raise WhipError(503, "the service is not started")
         sess = WhipSession(state, self.svc.detector.spec, self.ice_servers)
         try:
-            answer = await sess.answer(offer_sdp)
+            await sess.answer(offer_sdp)
         except Exception as exc:  # aiortc raises ValueError and others for SDP it cannot use
             await sess.close("bad offer")
-            raise WhipError(400, f"cannot negotiate the SDP offer: {exc}") from exc
+            raise WhipError(400, f"cannot negotiate the SDP offer: {_short(exc)}") from exc
         self.sessions[stream_id] = sess
-        return answer
+        return sess
 
-    async def end(self, stream_id: str, reason: str) -> bool:
-        """End the stream's session, if it has one (True)."""
-        sess = self.sessions.pop(stream_id, None)
-        if sess is None:
+    def session(self, stream_id: str, session_id: str | None = None) -> WhipSession:
+        """The stream's current session (``session_id``: only if it is that one). Raises ``WhipError`` 404."""
+        sess = self.sessions.get(stream_id)
+        if sess is None or (session_id is not None and not secrets.compare_digest(sess.id, session_id)):
+            raise WhipError(404, f"no such WHIP session for stream {stream_id!r}")
+        return sess
+
+    async def trickle(self, stream_id: str, session_id: str, fragment: str, if_match: str | None) -> None:
+        """Add the candidates of a trickle-ice-sdpfrag (RFC 8840) to the session. Raises ``WhipError``."""
+        sess = self.session(stream_id, session_id)
+        ufrag, pwd = _ice_credentials(fragment)
+        if (
+            if_match == "*"
+            or (ufrag is not None and ufrag != sess.remote_ufrag)
+            or (pwd is not None and pwd != sess.remote_pwd)
+        ):
+            raise WhipError(501, "ICE restarts are not supported: start a new session (POST a new offer)")
+        await sess.add_candidates(fragment)
+
+    async def end(self, stream_id: str, reason: str, session_id: str | None = None) -> bool:
+        """End the stream's session (``session_id``: only that one), if it has one (True)."""
+        sess = self.sessions.get(stream_id)
+        if sess is None or (session_id is not None and not secrets.compare_digest(sess.id, session_id)):
             return False
+        del self.sessions[stream_id]
         await sess.close(reason)
         return True
 
@@ -103,11 +149,13 @@ class WhipSession:
 
         self.state = state
         self.spec = spec
+        self.id = secrets.token_urlsafe(16)
+        self.answer_sdp = ""
+        self.remote_ufrag: str | None = None
+        self.remote_pwd: str | None = None
         # Explicit ICE servers: aiortc would otherwise contact a public STUN server by default.
         servers = [RTCIceServer(urls=u) for u in (ice_servers or [])]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        self.index = 0
-        self.sample = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = asyncio.Event()
 
@@ -129,11 +177,31 @@ class WhipSession:
     async def answer(self, offer_sdp: str) -> str:
         from aiortc import RTCSessionDescription
 
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        self.remote_ufrag, self.remote_pwd = _ice_credentials(offer_sdp)
+        offer = RTCSessionDescription(sdp=as_dtls_server(offer_sdp), type="offer")
+        await self.pc.setRemoteDescription(offer)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self.state.set_status("connecting", "WHIP session negotiated")
-        return str(self.pc.localDescription.sdp)
+        self.answer_sdp = str(self.pc.localDescription.sdp)
+        return self.answer_sdp
+
+    async def add_candidates(self, fragment: str) -> None:
+        """The ``a=candidate`` lines of a trickled SDP fragment, for its ``a=mid`` (the first m-line if none)."""
+        from aiortc.sdp import candidate_from_sdp
+
+        mid: str | None = None
+        for raw in fragment.splitlines():
+            line = raw.strip()
+            if line.startswith("a=mid:"):
+                mid = line[6:]
+            elif line.startswith("a=candidate:"):
+                try:
+                    cand = candidate_from_sdp(line[12:])
+                except (ValueError, IndexError) as exc:
+                    raise WhipError(400, f"malformed candidate line {line[:120]!r}") from exc
+                cand.sdpMid, cand.sdpMLineIndex = mid, (0 if mid is None else None)
+                await self.pc.addIceCandidate(cand)
 
     def _convert(self, frame: Any, index: int, sample: int, capture_ts: float) -> FrameItem:
         t0 = time.perf_counter()
@@ -152,17 +220,17 @@ class WhipSession:
         try:
             while True:
                 frame = await track.recv()
-                self.index += 1
+                index = self.state.next_index
+                self.state.next_index += 1
                 capture_ts = time.time()
                 t = float(frame.time) if frame.time is not None else time.monotonic()
                 if not sampler.keep(t):
                     self.state.metrics.frames_received.labels(self.state.id).inc()
                     self.state.metrics.frames_dropped.labels(self.state.id, "sampling").inc()
                     continue
-                self.sample += 1
-                item = await loop.run_in_executor(
-                    None, self._convert, frame, self.index, self.sample, capture_ts
-                )
+                sample = self.state.next_sample
+                self.state.next_sample += 1
+                item = await loop.run_in_executor(None, self._convert, frame, index, sample, capture_ts)
                 if self.state.state != "online":
                     self.state.set_status("online", None)
                 self.state.offer(item)
@@ -183,3 +251,7 @@ class WhipSession:
                 t.cancel()
         await self.pc.close()
         self.state.set_status("offline", reason)
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__)[:300]

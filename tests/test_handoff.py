@@ -124,23 +124,34 @@ def test_waiting_batcher_is_woken_for_frames() -> None:
 
 
 def _through_batcher(
-    n: int, max_batch: int, max_wait_s: float, gap_s: float = 0.0
+    n: int,
+    max_batch: int,
+    max_wait_s: float,
+    gap_s: float = 0.0,
+    fail_at: tuple[int, ...] = (),
+    metrics: Metrics | None = None,
 ) -> tuple[list[int], list[int], int, float]:
     """A replay source through StreamState and Batcher with a fake detector: frames tracked (in
     the order the tracker saw them), batch sizes, frames processed and seconds taken."""
 
     async def main() -> tuple[list[int], list[int], int, float]:
         loop = asyncio.get_running_loop()
-        metrics = Metrics()
+        m = metrics or Metrics()
         det = FakeDetector(latency_ms=5, boxes=3, spec=SPEC, max_batch=max_batch, max_in_flight=2)
         streams: dict[str, StreamState] = {}
-        batcher = Batcher(det, streams, metrics, max_batch=max_batch, max_wait_s=max_wait_s)
-        publisher = Publisher(MqttConfig(url="mqtt://127.0.0.1:1"), "t", metrics)
+        batcher = Batcher(det, streams, m, max_batch=max_batch, max_wait_s=max_wait_s)
+        publisher = Publisher(MqttConfig(url="mqtt://127.0.0.1:1"), "t", m)
         cfg = StreamConfig(id="s", url="clip.mp4", mode="replay")
-        state = StreamState(cfg, TrackerSettings(), metrics, publisher, batcher.wake, 30.0)
+        state = StreamState(cfg, TrackerSettings(), m, publisher, batcher.wake, 30.0)
         streams["s"] = state
         tracked: list[int] = []
-        state.listeners.append(lambda st, item, tracks: tracked.append(item.index))
+
+        def listen(st: StreamState, item: FrameItem, tracks: Any) -> None:
+            tracked.append(item.index)
+            if item.index in fail_at:
+                raise RuntimeError(f"a bug on frame {item.index}")
+
+        state.listeners.append(listen)
         sizes: list[int] = []
         orig = batcher._detect
 
@@ -180,6 +191,23 @@ def test_full_batches_do_not_wait_for_the_deadline() -> None:
     assert tracked == list(range(1, 41)) and processed == 40
     assert sizes == [4] * 10
     assert took < 10, took
+
+
+def test_a_bug_in_one_frames_processing_is_counted_logged_once_and_the_stream_goes_on(caplog: Any) -> None:
+    """A frame whose processing raises (here a listener, the live view's hook) does not stop its
+    stream: the frames after it are tracked in order, each fault is counted, the first logged with
+    its traceback and the stream id, and nothing escapes into the batcher's tasks."""
+    import logging
+
+    metrics = Metrics()
+    with caplog.at_level(logging.DEBUG, logger="service.pipeline"):
+        tracked, _, processed, _ = _through_batcher(80, 4, 0.005, fail_at=(20, 50), metrics=metrics)
+    assert processed == 80  # tracked and published; only the hook after it failed
+    assert tracked == list(range(1, 81))
+    assert metrics.registry.get_sample_value("trackcast_stream_errors_total", {"stream": "s"}) == 2
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "stream s: frame 20" in errors[0].getMessage() and errors[0].exc_info
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
 def test_fake_detector_boxes_per_frame_inside_the_frame_and_moving() -> None:

@@ -179,36 +179,65 @@ def test_missing_model_is_a_start_up_error(tmp_path: Path) -> None:
 
 
 @needs_shared
-def test_whip_publisher_is_tracked(tmp_path: Path) -> None:
+def test_whip_publisher_is_tracked_across_sessions(tmp_path: Path) -> None:
+    """An aiortc publisher streams, ends its session (DELETE on its Location), comes back, and
+    comes back again with trickled candidates (PATCH): tracks each time, frame numbers that keep
+    increasing for subscribers, and the token required on every WHIP route."""
     broker = Mosquitto(tmp_path / "broker").start()
     sub = Collector(broker.port)
     svc = ServiceProc(tmp_path / "svc", {
         "instance": "whip",
         "mqtt": {"url": broker.url},
+        "http": {"token": TOKEN},
         "detector": {"kind": "onnx", "model": str(MODEL), "classes": [0]},
-        "webrtc": {"host_addresses": ["127.0.0.1"]},
+        "webrtc": {"host_addresses": ["127.0.0.1"], "ice_servers": ["stun:stun.invalid:3478"]},
     })  # fmt: skip
     try:
         svc.start()
-        asyncio.run(_publish_whip(f"http://127.0.0.1:{svc.port}/whip/futsal", sub))
+        url = f"http://127.0.0.1:{svc.port}/whip/futsal"
+        try:
+            asyncio.run(_whip_sessions(url, sub))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- service log ---\n{svc.log()[-4000:]}") from exc
         wait_for(lambda: sub.of("/status", "futsal") and sub.of("/status", "futsal")[-1]["state"] == "offline", 20,
                  "the WHIP stream to go offline")  # fmt: skip
         assert svc.stop() == 0
+        log = svc.log()
     finally:
         svc.kill()
         sub.close()
         broker.stop()
     msgs = sub.of("/tracks", "futsal")
-    assert len(msgs) >= 30
+    assert len(msgs) >= 100
     assert sum(len(m["tracks"]) for m in msgs) > 2 * len(msgs)
     assert msgs[0]["size"] == [720, 1280]
     frames = [m["frame"] for m in msgs]
-    assert all(b > a for a, b in itertools.pairwise(frames))
-    assert "online" in [s["state"] for s in sub.of("/status", "futsal")]
+    assert all(b > a for a, b in itertools.pairwise(frames)), (
+        "frame numbers must keep increasing across sessions"
+    )
+    states = [s["state"] for s in sub.of("/status", "futsal")]
+    assert states.count("online") >= 3, states
+    assert "FrameOrderError" not in log and "Traceback" not in log and "never retrieved" not in log
 
 
-async def _publish_whip(url: str, sub: Collector) -> None:
+async def _whip_sessions(url: str, sub: Collector) -> None:
     import aiohttp
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data="v=0", headers={"Content-Type": "application/sdp"}) as r:
+            assert r.status == 401  # no token
+        async with http.options(url) as r:  # discovery: no token needed, ICE servers announced
+            assert r.status == 204 and r.headers.getall("Link") == [
+                '<stun:stun.invalid:3478>; rel="ice-server"'
+            ]
+        for session, trickle in enumerate((False, False, True), start=1):
+            await _publish_whip(http, url, auth, sub, want=40 * session, trickle=trickle)
+
+
+async def _publish_whip(
+    http, url: str, auth: dict[str, str], sub: Collector, want: int, trickle: bool
+) -> None:  # type: ignore[no-untyped-def]
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaPlayer
 
@@ -219,19 +248,45 @@ async def _publish_whip(url: str, sub: Collector) -> None:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(player.video)
     await pc.setLocalDescription(await pc.createOffer())
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
-            url, data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
-        ) as r:
-            assert r.status == 201, await r.text()
-            assert r.headers["Location"] == "/whip/futsal"
-            answer = await r.text()
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and len(sub.of("/tracks", "futsal")) < 40:
-            await asyncio.sleep(0.2)
-        async with http.delete(url) as r:
-            assert r.status == 200
+    offer = pc.localDescription.sdp
+    lines = offer.splitlines()
+    candidates = [ln for ln in lines if ln.startswith("a=candidate:")]
+    if trickle:  # the offer goes without candidates; they follow in a PATCH
+        offer = (
+            "\r\n".join(ln for ln in lines if not ln.startswith(("a=candidate:", "a=end-of-candidates")))
+            + "\r\n"
+        )
+    async with http.post(url, data=offer, headers={**auth, "Content-Type": "application/sdp"}) as r:
+        assert r.status == 201, await r.text()
+        location = r.headers["Location"]
+        assert (
+            location.startswith("/whip/futsal/sessions/")
+            and len(location) > len("/whip/futsal/sessions/") + 8
+        )
+        assert r.headers.getall("Link") == ['<stun:stun.invalid:3478>; rel="ice-server"']
+        answer = await r.text()
+    assert "a=setup:passive" in answer  # trackcast is the DTLS server
+    session = url.rsplit("/whip/", 1)[0] + location
+    frag_type = {"Content-Type": "application/trickle-ice-sdpfrag"}
+    if trickle:
+        mid = next(ln[6:] for ln in lines if ln.startswith("a=mid:"))
+        frag = "\r\n".join([f"a=mid:{mid}", *candidates, "a=end-of-candidates", ""])
+        async with http.patch(session, data=frag, headers={**auth, **frag_type}) as r:
+            assert r.status == 204, await r.text()
+    async with http.patch(session, data="a=ice-ufrag:zzzz\r\na=ice-pwd:yyyyyyyyyyyyyyyyyyyyyy\r\n",
+                          headers={**auth, **frag_type, "If-Match": "*"}) as r:  # fmt: skip
+        assert r.status == 501  # an ICE restart: not supported, said so
+    async with http.patch(session + "x", data="a=end-of-candidates", headers={**auth, **frag_type}) as r:
+        assert r.status == 404
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and len(sub.of("/tracks", "futsal")) < want:
+        await asyncio.sleep(0.2)
+    assert len(sub.of("/tracks", "futsal")) >= want, f"session wanted {want} tracks messages"
+    async with http.delete(session, headers=auth) as r:
+        assert r.status == 200
+    async with http.delete(session, headers=auth) as r:
+        assert r.status == 404  # ended already
     await pc.close()
     if player.video:
         player.video.stop()
