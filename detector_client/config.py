@@ -13,7 +13,8 @@ from detector_client.yolox import DEFAULT_NMS_THRESH, DEFAULT_SCORE_THRESH, Post
 
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers must be finite: NaN or infinity in a config is a mistake, not a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     classes: list[int] | None = Field(
         None, description="class ids to keep (COCO: 0 = person); null keeps all"
@@ -80,8 +81,8 @@ class SageMakerDetectorConfig(_Base):
     jpeg_quality: int = Field(90, ge=10, le=100)
     max_batch: int = Field(16, ge=1, le=256)
     max_in_flight: int = Field(4, ge=1, le=64, description="concurrent InvokeEndpoint calls")
-    read_timeout_s: float = Field(65.0, gt=0, description="per call; the endpoint itself allows 60 s")
-    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(65.0, gt=0, le=3600, description="per call; the endpoint itself allows 60 s")
+    connect_timeout_s: float = Field(5.0, gt=0, le=600)
     max_retries: int = Field(4, ge=0, le=10)
     aws_access_key_id: SecretStr | None = Field(None, description="default: the AWS credential chain")
     aws_secret_access_key: SecretStr | None = None
@@ -103,8 +104,8 @@ class FakeDetectorConfig(_Base):
     """Fixed-latency fake for benchmarks and load tests; see ``detector_client/fake.py``."""
 
     kind: Literal["fake"] = "fake"
-    latency_ms: float = Field(20.0, ge=0, description="sleep per batch")
-    per_frame_ms: float = Field(0.0, ge=0, description="extra sleep per frame of a batch")
+    latency_ms: float = Field(20.0, ge=0, le=60_000, description="sleep per batch")
+    per_frame_ms: float = Field(0.0, ge=0, le=10_000, description="extra sleep per frame of a batch")
     boxes: int = Field(10, ge=0, le=1000, description="synthetic detections per frame")
     input_size: tuple[int, int] = Field((416, 416))
     max_in_flight: int = Field(2, ge=1, le=64)

@@ -28,11 +28,25 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from detector_client.config import DetectorConfig, MotionDetectorConfig
 from service.errors import ConfigError, redact_url
 
-STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: Stream ids and the instance name (in topics, metric labels, URLs): matched against the whole
+#: string (``fullmatch``: a trailing newline is not "the end").
+STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])"
+_MQTT_URL = re.compile(rf"mqtts?://(?P<host>{_HOST})(?::(?P<port>\d{{1,5}}))?/?")
+_ICE_URL = re.compile(r"(?:stuns?|turns?):[^\s]{1,500}")
+_DAY_S = 86400.0
+
+
+def _printable(v: str, what: str = "value") -> str:
+    """No control characters (newlines, NUL, escapes) in names that end up in topics, logs or headers."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError(f"{what} must not contain control characters (newline, tab, NUL, ...)")
+    return v
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Numbers must be finite: NaN or infinity in a config is a mistake, not a setting.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MqttConfig(_Section):
@@ -49,30 +63,43 @@ class MqttConfig(_Section):
     ca_file: Path | None = Field(None, description="CA bundle for mqtts:// (default: system CAs)")
     tls_insecure: bool = Field(False, description="skip TLS certificate verification (testing only)")
     keepalive_s: int = Field(30, ge=5, le=3600)
-    outbox_events: int = Field(10000, ge=10, description="events/status queued while the broker is away")
-    outbox_tracks: int = Field(
-        500, ge=1, description="per-frame tracks messages queued; oldest dropped first"
+    outbox_events: int = Field(
+        10000, ge=10, le=1_000_000, description="events queued while the broker is away"
     )
-    reconnect_max_s: float = Field(30.0, gt=0, description="cap of the reconnect backoff")
+    outbox_tracks: int = Field(
+        500, ge=1, le=1_000_000, description="per-frame tracks messages queued; oldest dropped first"
+    )
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="cap of the reconnect backoff")
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^mqtts?://[^/:]+(:\d+)?/?$", v):
+        m = _MQTT_URL.fullmatch(v)
+        if m is None:
             raise ValueError("must look like mqtt://host:port or mqtts://host:port")
+        if m["port"] is not None and not 1 <= int(m["port"]) <= 65535:
+            raise ValueError(f"port {m['port']} is out of range (1-65535)")
         return v
 
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
-            raise ValueError("must be a non-empty topic without wildcards or leading/trailing '/'")
-        return v
+        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/") or len(v) > 200:
+            raise ValueError("must be a non-empty topic (at most 200 characters) without wildcards or "
+                             "leading/trailing '/'")  # fmt: skip
+        return _printable(v, "the topic prefix")
+
+    @field_validator("username", "client_id")
+    @classmethod
+    def _names(cls, v: str | None) -> str | None:
+        if v is not None and (not v or len(v) > 256):
+            raise ValueError("must be 1-256 characters")
+        return None if v is None else _printable(v)
 
 
 class TrackerSettings(_Section):
     track_thresh: float = Field(0.5, gt=0, lt=1, description="high-score threshold")
-    track_buffer: int = Field(30, ge=0, description="frames (at 30 fps) a lost track is kept")
+    track_buffer: int = Field(30, ge=0, le=100_000, description="frames (at 30 fps) a lost track is kept")
     match_thresh: float = Field(0.8, gt=0, le=1, description="first association cost limit")
     mot20: bool = Field(False, description="no score fusion (crowds)")
     per_class: bool = Field(False, description="associate only within a class")
@@ -85,14 +112,21 @@ class HttpConfig(_Section):
         None, description="bearer token required for everything but /healthz, /readyz"
     )
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not re.fullmatch(rf"{_HOST}|::", v):
+            raise ValueError("must be a host name or an IP address")
+        return v
+
 
 class BatcherConfig(_Section):
     max_batch: int | None = Field(
         None, ge=1, description="frames per detector call (default: the detector's)"
     )
-    max_wait_ms: float = Field(5.0, ge=0, description="wait at most this long to fill a batch")
+    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="wait at most this long to fill a batch")
     result_timeout_s: float = Field(
-        30.0, gt=0, description="a frame's detection older than this is given up (late)"
+        30.0, gt=0, le=3600, description="a frame's detection older than this is given up (late)"
     )
 
 
@@ -105,6 +139,26 @@ class WebRtcConfig(_Section):
         None,
         description="IP addresses to offer as ICE host candidates (default: every interface but loopback)",
     )
+
+    @field_validator("ice_servers")
+    @classmethod
+    def _ice(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not _ICE_URL.fullmatch(url):
+                raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
+        return v
+
+    @field_validator("host_addresses")
+    @classmethod
+    def _addresses(cls, v: list[str] | None) -> list[str] | None:
+        import ipaddress
+
+        for a in v or []:
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address") from None
+        return v
 
 
 class StreamConfig(_Section):
@@ -119,7 +173,7 @@ class StreamConfig(_Section):
     realtime: bool = Field(True, description="replay files at their own fps (like a camera)")
     loop: bool = Field(False, description="replay files in a loop")
     detect_fps: float | None = Field(
-        None, gt=0, description="frames per second to process (default: every frame)"
+        None, gt=0, le=1000, description="frames per second to process (default: every frame)"
     )
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
     decode_threading: Literal["slice", "frame", "auto", "none"] = Field(
@@ -127,20 +181,27 @@ class StreamConfig(_Section):
         description="FFmpeg decoder threading: slice (default; no added latency), frame/auto (more throughput "
         "for one big stream, but frames come out a few frames later), none",
     )
-    open_timeout_s: float = Field(10.0, gt=0)
-    read_timeout_s: float = Field(5.0, gt=0)
+    open_timeout_s: float = Field(10.0, gt=0, le=_DAY_S)
+    read_timeout_s: float = Field(5.0, gt=0, le=_DAY_S)
     stall_timeout_s: float | None = Field(
-        None, gt=0, description="no frame for this long = stalled (default from fps)"
+        None, gt=0, le=_DAY_S, description="no frame for this long = stalled (default from fps)"
     )
-    reconnect_min_s: float = Field(1.0, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    reconnect_min_s: float = Field(1.0, gt=0, le=3600)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
 
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not STREAM_ID.match(v):
+        if not STREAM_ID.fullmatch(v):
             raise ValueError("must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
         return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v or len(v) > 2048:
+            raise ValueError("must be 1-2048 characters")
+        return _printable(v, "a stream url")
 
     @property
     def is_file(self) -> bool:
@@ -165,7 +226,8 @@ def _default_detector() -> MotionDetectorConfig:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TRACKCAST_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="TRACKCAST_", env_nested_delimiter="__", extra="forbid",
+                                      allow_inf_nan=False)  # fmt: skip
 
     instance: str = Field(default_factory=lambda: socket.gethostname().split(".")[0] or "trackcast",
                           description="instance name (service status topic, MQTT client id)")  # fmt: skip
@@ -181,7 +243,7 @@ class Settings(BaseSettings):
     @field_validator("instance")
     @classmethod
     def _instance(cls, v: str) -> str:
-        if not STREAM_ID.match(v):
+        if not STREAM_ID.fullmatch(v):
             raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
         return v
 

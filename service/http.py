@@ -81,7 +81,7 @@ async def add_stream(request: web.Request) -> web.Response:
     svc: Service = request.app[SERVICE_KEY]
     try:
         raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return _error(400, 'body must be a JSON object like {"id": "cam1", "url": "rtsp://..."}')
     try:
         cfg = parse_stream(raw)
@@ -112,7 +112,11 @@ async def whip_post(request: web.Request) -> web.Response:
     if request.content_type != "application/sdp":
         return _error(415, "WHIP offers must be application/sdp")
     try:
-        sess = await svc.whip.publish(sid, await request.text())
+        offer = await request.text()
+    except UnicodeDecodeError:
+        return _error(400, "the SDP offer is not valid UTF-8")
+    try:
+        sess = await svc.whip.publish(sid, offer)
     except WhipError as exc:
         return _whip_error(exc)
     headers = {"Location": f"/whip/{sid}/sessions/{sess.id}"}
@@ -136,7 +140,11 @@ async def whip_patch(request: web.Request) -> web.Response:
     if request.content_type != "application/trickle-ice-sdpfrag":
         return _error(415, "PATCH bodies must be application/trickle-ice-sdpfrag (RFC 8840)")
     try:
-        await svc.whip.trickle(request.match_info["id"], request.match_info["session"], await request.text(),
+        fragment = await request.text()
+    except UnicodeDecodeError:
+        return _error(400, "the SDP fragment is not valid UTF-8")
+    try:
+        await svc.whip.trickle(request.match_info["id"], request.match_info["session"], fragment,
                                request.headers.get("If-Match"))  # fmt: skip
     except WhipError as exc:
         return _whip_error(exc)
@@ -158,8 +166,12 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
 
+#: Request bodies (stream configs, SDP offers) are small; anything bigger is refused with 413.
+MAX_BODY = 256 * 1024
+
+
 def make_app(svc: Service) -> web.Application:
-    app = web.Application(middlewares=[auth])
+    app = web.Application(middlewares=[auth], client_max_size=MAX_BODY)
     app[SERVICE_KEY] = svc
     app.router.add_get("/", index)
     add_routes(app, LiveView(svc))

@@ -147,7 +147,11 @@ class LiveView:
         return resp
 
     async def recent_events(self, request: web.Request) -> web.Response:
-        since = int(request.query.get("since", "0"))
+        raw = request.query.get("since", "0")
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+            return web.json_response({"error": f"since must be an event sequence number (0 or more), got {raw[:40]!r}"},
+                                     status=400)  # fmt: skip
+        since = int(raw)
         return web.json_response([e for e in self.events if e["seq"] > since])
 
 

@@ -19,6 +19,20 @@ class RedactFilter(logging.Filter):
         return True
 
 
+class BadRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse (an over-long request line, a malformed header) with
+    a traceback; it is the client's fault, answered with 400 already: one line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "bad HTTP request from a client (answered %s): %s", (exc.code, exc.message[:200])
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+        return True
+
+
 def setup_logging(level: str = "info") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -26,5 +40,6 @@ def setup_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.getLogger("aiohttp.server").addFilter(BadRequestFilter())
     for noisy in ("aioice", "aiortc", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -30,7 +30,7 @@ import time
 from typing import Any, Protocol
 
 from detector_client.base import Detector, InputSpec
-from service.config import StreamConfig
+from service.config import StreamConfig, parse_stream
 from service.errors import ConfigError, WhipError
 from service.media.video import prepare_frame, to_bgr
 from service.pipeline import StreamState
@@ -69,6 +69,25 @@ def as_dtls_server(offer_sdp: str) -> str:
     return re.sub(r"^a=setup:actpass(?=[ \t]*\r?$)", "a=setup:active", offer_sdp, flags=re.MULTILINE)
 
 
+_M_VIDEO = re.compile(r"^m=video \d+ [A-Z/]+ \d+( \d+)*\r?$", re.MULTILINE)
+
+
+def check_offer(sdp: str) -> None:
+    """What a WebRTC offer must have before it is negotiated (aiortc answers some garbage with an
+    empty session): ``v=0`` first, a video m-line, ICE credentials and a DTLS fingerprint."""
+    if len(sdp) > 64 * 1024:
+        raise WhipError(413, "the SDP offer is over 64 KiB")
+    if not sdp.startswith("v=0"):
+        raise WhipError(400, "not an SDP offer: it must start with v=0")
+    if _M_VIDEO.search(sdp) is None:
+        raise WhipError(400, "the SDP offer has no video (an m=video line with its payload types)")
+    for attr in ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"):
+        if attr not in sdp:
+            raise WhipError(400, f"the SDP offer has no {attr[2:-1]} (WebRTC needs ICE credentials and DTLS)")
+    if any(ord(c) < 32 and c not in "\r\n\t" for c in sdp):
+        raise WhipError(400, "the SDP offer holds control characters")
+
+
 def _ice_credentials(sdp: str) -> tuple[str | None, str | None]:
     ufrag = re.search(r"^a=ice-ufrag:(\S+)", sdp, re.MULTILINE)
     pwd = re.search(r"^a=ice-pwd:(\S+)", sdp, re.MULTILINE)
@@ -86,13 +105,12 @@ class WhipIngest:
     async def publish(self, stream_id: str, offer_sdp: str) -> WhipSession:
         """Take a publisher's SDP offer for ``stream_id``; returns the session (its ``answer_sdp``
         and ``id``). Raises ``WhipError``."""
-        if "m=video" not in offer_sdp:
-            raise WhipError(400, "the SDP offer has no video")
+        check_offer(offer_sdp)
         state = self.svc.streams.get(stream_id)
         if state is None:
             try:
-                state = await self.svc.add_stream(StreamConfig(id=stream_id, url="whip", mode="live"))
-            except (ConfigError, ValueError) as exc:
+                state = await self.svc.add_stream(parse_stream({"id": stream_id, "url": "whip", "mode": "live"}))
+            except ConfigError as exc:
                 raise WhipError(400, str(exc)) from exc
         elif not state.cfg.is_whip:
             raise WhipError(
@@ -104,6 +122,8 @@ class WhipIngest:
         sess = WhipSession(state, self.svc.detector.spec, self.ice_servers)
         try:
             await sess.answer(offer_sdp)
+            if not sess.receives_video():
+                raise ValueError("no video could be negotiated (no codec in common: trackcast takes VP8 and H.264)")
         except Exception as exc:  # aiortc raises ValueError and others for SDP it cannot use
             await sess.close("bad offer")
             raise WhipError(400, f"cannot negotiate the SDP offer: {_short(exc)}") from exc
@@ -185,6 +205,10 @@ class WhipSession:
         self.state.set_status("connecting", "WHIP session negotiated")
         self.answer_sdp = str(self.pc.localDescription.sdp)
         return self.answer_sdp
+
+    def receives_video(self) -> bool:
+        return any(t.kind == "video" and t.currentDirection in ("recvonly", "sendrecv")
+                   for t in self.pc.getTransceivers())  # fmt: skip
 
     async def add_candidates(self, fragment: str) -> None:
         """The ``a=candidate`` lines of a trickled SDP fragment, for its ``a=mid`` (the first m-line if none)."""
