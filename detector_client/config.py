@@ -81,7 +81,9 @@ class SageMakerDetectorConfig(_Base):
     jpeg_quality: int = Field(90, ge=10, le=100)
     max_batch: int = Field(16, ge=1, le=256)
     max_in_flight: int = Field(4, ge=1, le=64, description="concurrent InvokeEndpoint calls")
-    read_timeout_s: float = Field(65.0, gt=0, le=3600, description="per call; the endpoint itself allows 60 s")
+    read_timeout_s: float = Field(
+        65.0, gt=0, le=3600, description="per call; the endpoint itself allows 60 s"
+    )
     connect_timeout_s: float = Field(5.0, gt=0, le=600)
     max_retries: int = Field(4, ge=0, le=10)
     aws_access_key_id: SecretStr | None = Field(None, description="default: the AWS credential chain")

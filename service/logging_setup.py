@@ -28,8 +28,16 @@ class BadRequestFilter(logging.Filter):
 
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
-            record.msg, record.args = "bad HTTP request from a client (answered %s): %s", (exc.code, exc.message[:200])
-            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+            record.msg, record.args = (
+                "bad HTTP request from a client (answered %s): %s",
+                (exc.code, exc.message[:200]),
+            )
+            record.exc_info, record.exc_text, record.levelno, record.levelname = (
+                None,
+                None,
+                logging.INFO,
+                "INFO",
+            )
         return True
 
 

@@ -109,7 +109,9 @@ class WhipIngest:
         state = self.svc.streams.get(stream_id)
         if state is None:
             try:
-                state = await self.svc.add_stream(parse_stream({"id": stream_id, "url": "whip", "mode": "live"}))
+                state = await self.svc.add_stream(
+                    parse_stream({"id": stream_id, "url": "whip", "mode": "live"})
+                )
             except ConfigError as exc:
                 raise WhipError(400, str(exc)) from exc
         elif not state.cfg.is_whip:
@@ -123,7 +125,9 @@ class WhipIngest:
         try:
             await sess.answer(offer_sdp)
             if not sess.receives_video():
-                raise ValueError("no video could be negotiated (no codec in common: trackcast takes VP8 and H.264)")
+                raise ValueError(
+                    "no video could be negotiated (no codec in common: trackcast takes VP8 and H.264)"
+                )
         except Exception as exc:  # aiortc raises ValueError and others for SDP it cannot use
             await sess.close("bad offer")
             raise WhipError(400, f"cannot negotiate the SDP offer: {_short(exc)}") from exc

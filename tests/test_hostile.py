@@ -69,7 +69,12 @@ KNOWN_BAD: list[tuple[str, str, bytes | None, str]] = [
     ("POST", "/whip/cam", b"not sdp at all, m=video", "application/sdp"),
     ("POST", "/whip/cam", b"\xff\xfe\xfd m=video", "application/sdp"),
     ("POST", "/whip/cam", b"v=0", "text/plain"),
-    ("POST", "/whip/neighbour", b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "application/sdp"),  # not WHIP: 409
+    (
+        "POST",
+        "/whip/neighbour",
+        b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+        "application/sdp",
+    ),  # not WHIP: 409
     ("PATCH", "/whip/cam/sessions/nope", b"a=end-of-candidates", "application/trickle-ice-sdpfrag"),
     ("DELETE", "/whip/cam/sessions/nope", None, ""),
 ]
@@ -138,7 +143,10 @@ def test_hostile_requests_get_4xx_and_the_neighbour_keeps_flowing(tmp_path: Path
         for method, path, body, ctype in KNOWN_BAD:
             probe(method, path, body, ctype, bad=True)
         # an over-long request line and a malformed header, on a raw socket
-        for raw in (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"):
+        for raw in (
+            b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        ):
             with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as s:
                 s.sendall(raw)
                 line = s.recv(200).split(b"\r\n", 1)[0]
@@ -169,4 +177,6 @@ def test_hostile_requests_get_4xx_and_the_neighbour_keeps_flowing(tmp_path: Path
     assert "Traceback" not in log, log[-4000:]
     assert "MQTT" not in "".join(line for line in log.splitlines() if "unavailable" in line)
     assert len(answers) > 250
-    print(f"{len(answers)} hostile requests over {t_end - t_start:.1f}s; neighbour {rate:.1f}/s (before {base:.1f}/s)")
+    print(
+        f"{len(answers)} hostile requests over {t_end - t_start:.1f}s; neighbour {rate:.1f}/s (before {base:.1f}/s)"
+    )
