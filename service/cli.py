@@ -102,12 +102,30 @@ def _tracker_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CliError(str(exc)) from exc
 
 
+def _outputs(*paths: str | None) -> None:
+    """Fail before the work, not after it: each output's folder is made and the file can be written."""
+    for p in paths:
+        if p is None:
+            continue
+        path = Path(p)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            existed = path.exists()
+            with path.open("a"):
+                pass
+            if not existed:
+                path.unlink()
+        except OSError as exc:
+            raise CliError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
 def cmd_track_dets(args: argparse.Namespace) -> int:
     """Run the tracker over a MOTChallenge det.txt and write MOT results."""
     from service.media.offline import track_detections
     from tracker import MotFormatError
 
     cfg = _tracker_config(args)
+    _outputs(args.out)
     try:
         stats = track_detections(args.det, cfg, args.out, args.frames)
     except MotFormatError as exc:
@@ -234,6 +252,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from service.errors import SourceError
     from service.media.offline import detect_video
 
+    _outputs(args.out)
     det = _detector_from_args(args)
     try:
         stats = detect_video(args.video, det, args.out, args.max_frames)
@@ -279,6 +298,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     from service.media.offline import track_video
 
     cfg = _tracker_config(args)
+    _outputs(args.out, args.out_video, args.summary)
     det = _detector_from_args(args)
     try:
         summary = track_video(

@@ -61,3 +61,33 @@ def test_non_finite_or_huge_frame_numbers_rejected(tmp_path: Path) -> None:
         assert res.returncode == 2, (bad, res.stderr)
         assert f"{det}:2: frame must be an integer from 1 to 10000000, got {bad}" in res.stderr
         assert "Traceback" not in res.stderr
+
+
+def test_track_into_an_unwritable_place_fails_before_the_work(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = run_trackcast("track-dets", str(tmp_path / "det.txt"), "--out", str(blocker / "o.txt"))
+    assert res.returncode == 2 and f"cannot write {blocker / 'o.txt'}" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_a_truncated_video_says_it_ended_early(tmp_path: Path, shared_data: Path) -> None:
+    """The frames that could be read are tracked and written; the exit status and message say the
+    file ended early (before, it exited 0 as if the video were complete)."""
+    import subprocess
+
+    whole = tmp_path / "whole.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(shared_data / "video" / "pedestrians_720p25.mp4"),
+                    "-t", "4", "-c", "copy", "-movflags", "+faststart", str(whole)], check=True)  # fmt: skip
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    out = tmp_path / "tracks.txt"
+    model = shared_data / "models" / "yolox_nano_416x416.onnx"
+    res = run_trackcast("track", str(cut), "--model", str(model), "--out", str(out), "--no-progress")
+    assert res.returncode == 2, res.stderr
+    assert "ended early" in res.stderr and "of its 100 frames decoded" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    frames = {int(line.split(",")[0]) for line in out.read_text().splitlines()}
+    assert 10 < max(frames) < 100
+    whole_res = run_trackcast("track", str(whole), "--model", str(model), "--out", str(out), "--no-progress")
+    assert whole_res.returncode == 0, whole_res.stderr

@@ -166,6 +166,7 @@ def track_video(
             writer.close()
             summary.outputs["video"] = str(out_video)
         summary.frames = index
+        expected = stream.frames or 0
     finally:
         container.close()
     summary.track_ids = len(lengths)
@@ -177,7 +178,15 @@ def track_video(
     if summary_path:
         summary.outputs["summary"] = str(summary_path)
         Path(summary_path).write_text(summary.to_json())
+    if max_frames is None and ended_early(index, expected):
+        raise SourceError(video, f"ended early: {index} of its {expected} frames decoded (truncated or damaged); "
+                                 f"the results of those frames were written to {out_txt}")  # fmt: skip
     return summary
+
+
+def ended_early(decoded: int, expected: int) -> bool:
+    """Fewer frames decoded than the container says it holds (one frame of slack: edit lists)."""
+    return expected > 0 and decoded + 1 < expected
 
 
 @dataclass

@@ -172,6 +172,11 @@ def iter_decoded(url: str, max_frames: int | None = None) -> Iterator[tuple[int,
                     return
         except av.error.FFmpegError as exc:
             raise SourceError(url, f"decode failed after {index} frames: {_ffmpeg_reason(exc, url)}") from exc
+        expected = stream.frames or 0
+        if expected > 0 and index + 1 < expected:  # as media.offline.ended_early
+            raise SourceError(
+                url, f"ended early: {index} of its {expected} frames decoded (truncated or damaged)"
+            )
     finally:
         container.close()
 
