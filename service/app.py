@@ -37,6 +37,7 @@ from tracker import ByteTracker
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.0005
+HOUSEKEEPING_S = 0.25
 
 
 class Service:
@@ -78,12 +79,14 @@ class Service:
         )
 
         def publish() -> Awaitable[None]:
-            return self.publisher.run(lambda: sorted(self.streams))
+            return self.publisher.run(lambda: sorted(self.streams), self._republish_statuses)
 
         self._tasks.append(asyncio.create_task(self._keep_running("mqtt", publish), name="mqtt"))
         self._tasks.append(
             asyncio.create_task(self._keep_running("batcher", self.batcher.run), name="batcher")
         )
+        self._tasks.append(asyncio.create_task(self._keep_running("housekeeping", self._housekeeping),
+                                               name="housekeeping"))  # fmt: skip
         # Everything loaded so far (modules, the detector, compiled kernels) lives as
         # long as the process: take it out of the cyclic GC's sight. Otherwise every full
         # collection walks it all on the event loop: 30-60 ms pauses measured with 4 streams
@@ -111,6 +114,18 @@ class Service:
                 log.exception("internal error in the %s loop; restarting it in %.1fs", name, delay)
                 await asyncio.sleep(delay)
 
+    def _republish_statuses(self) -> None:
+        for s in list(self.streams.values()):
+            s.republish_status()
+
+    async def _housekeeping(self) -> None:
+        """Every quarter second: the tracks of live sources that went down end once lost."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            now = time.monotonic()
+            for s in list(self.streams.values()):
+                s.end_lost_tracks(now)
+
     async def add_stream(self, cfg: StreamConfig) -> StreamState:
         if cfg.id in self.streams:
             raise StreamExists(f"stream {cfg.id!r} already exists")
@@ -130,9 +145,14 @@ class Service:
             self.sources[cfg.id] = syn
             syn.start()
         elif not cfg.is_whip:
+
+            def reconnect() -> None:
+                if not state.removed:  # a removed stream's series are gone and stay gone
+                    self.metrics.reconnects.labels(cfg.id).inc()
+
             src = VideoSource(
                 cfg, self.detector.spec, asyncio.get_running_loop(), state.offer, state.put, state.permits, state.set_status,
-                state.set_info, lambda: self.metrics.reconnects.labels(cfg.id).inc(), lambda: bool(state.listeners),
+                state.set_info, reconnect, lambda: bool(state.listeners),
                 self.batcher.demand,
             )  # fmt: skip
             state.pull = src.pull
@@ -149,11 +169,14 @@ class Service:
             raise UnknownStream(f"no stream {stream_id!r}")
         state.accepting = False
         src = self.sources.pop(stream_id, None)
+        # From here on nothing the source still says (a hanging open that times out later, a retry)
+        # reaches MQTT or the metrics: the status is cleared and the series removed below, for good.
         if src is not None:
             src.stop()
         await self.whip.end(stream_id, reason)
         state.end_all_tracks(reason)
         del self.streams[stream_id]
+        state.removed = True
         for removed in self.stream_removed:
             removed(stream_id)
         self.publisher.clear_status(stream_id)

@@ -88,7 +88,12 @@ TrackEvent = TrackStarted | TrackEnded
 
 
 class StreamStatus(TypedDict):
-    """``<stream>/status`` (retained): online, connecting, reconnecting or offline, with the reason."""
+    """``<stream>/status`` (retained): online, connecting, reconnecting or offline, with the reason.
+
+    A retained status outlives the process that sent it: a subscriber trusts ``online`` only
+    while ``service/<instance>/status`` of the ``instance`` named here says ``online`` too (that
+    topic is the instance's MQTT last will: the broker sets it ``offline`` when the instance dies).
+    """
 
     v: int
     stream: str
@@ -96,6 +101,7 @@ class StreamStatus(TypedDict):
     reason: str | None
     ts: float
     url: str  # credentials redacted
+    instance: str  # the instance serving it: its service/<instance>/status (last will) says if it lives
 
 
 class ServiceStatus(TypedDict):

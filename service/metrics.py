@@ -114,7 +114,7 @@ class Metrics:
         self.track_events = Counter("trackcast_track_events", "Track events", ["stream", "event"], registry=r)
         self.internal_errors = Counter(
             "trackcast_internal_errors",
-            "Core loops (batcher, mqtt) restarted after a bug",
+            "Core loops (batcher, mqtt, housekeeping) restarted after a bug",
             ["loop"],
             registry=r,
         )
@@ -124,7 +124,7 @@ class Metrics:
             ["stream"],
             registry=r,
         )
-        for loop in ("batcher", "mqtt"):
+        for loop in ("batcher", "mqtt", "housekeeping"):
             self.internal_errors.labels(loop)  # at zero from the start, for alerts
 
     def add_stream(self, stream: str) -> None:

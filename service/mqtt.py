@@ -9,8 +9,8 @@ no timer and no wake-up. Each connection gets a new paho client, so nothing of a
 connection's state survives it but what the outbox keeps.
 
 What goes out, in which order, what is kept across outages and what is dropped is the outbox's
-rule: events and statuses first, at most ``WINDOW`` messages written and not yet done (written at
-QoS 0, acknowledged at QoS 1/2), those go back to the outbox when the connection is lost, the
+rule: statuses (the latest per topic, never dropped), then events, then tracks; at most
+``WINDOW`` messages written and not yet done (written at QoS 0, acknowledged at QoS 1/2), those go back to the outbox when the connection is lost, the
 oldest beyond the bounds are dropped and counted. A connection whose window stays full for
 ``PUBLISH_TIMEOUT_S`` is given up and made again. Reconnects back off (1 s to
 ``reconnect_max_s``, jittered). The service status topic is the client's last will.
@@ -296,9 +296,13 @@ class Publisher:
         if sock is not None:
             sock.close()
 
-    async def run(self, streams: Callable[[], list[str]] | None = None) -> None:
+    async def run(
+        self, streams: Callable[[], list[str]] | None = None, statuses: Callable[[], None] | None = None
+    ) -> None:
         """Connect, write the outbox, reconnect on failure; returns once ``stop`` was called and
-        the outbox is drained (or the broker is gone at shutdown)."""
+        the outbox is drained (or the broker is gone at shutdown). ``statuses`` is called on each
+        connection to queue every stream's current status again: retained state, so a broker that
+        lost its store (restarted without persistence, a fail-over) has it again at once."""
         while True:
             try:
                 conn = await self._connect()
@@ -312,6 +316,8 @@ class Publisher:
             log.info("MQTT connected to %s:%d", self.host, self.port)
             online = self.service_status("online", None, streams() if streams else None)
             self.outbox.refused(Message(self.service_topic, online, self.cfg.qos_status, True, "status"))
+            if statuses is not None and not self._stopping:
+                statuses()
             self._idle.clear()
             self._conn = conn
             reason: str | None = None

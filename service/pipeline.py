@@ -85,6 +85,8 @@ class StreamState:
         self.last_tracks: Tracks | None = None
         self.last_item: FrameItem | None = None
         self.accepting = True
+        self.removed = False  # set once the stream is removed: a late word from its source is ignored
+        self.last_applied_at: float | None = None  # monotonic time the last frame was tracked
         self._deferred_status: tuple[str, str | None] | None = None
         self.pull: Callable[[], None] = _nothing  # hands over frames its source holds back (replay)
         self.listeners: list[Callable[[StreamState, FrameItem, Tracks], None]] = []
@@ -94,6 +96,8 @@ class StreamState:
 
     # ------------------------------------------------------------------ status
     def set_status(self, state: str, reason: str | None) -> None:
+        if self.removed:  # its source thread finished an open or a retry after the removal
+            return
         if state == "offline" and not self.drained():
             # Frames of this stream are still queued or being detected: say offline once they are done.
             self._deferred_status = (state, reason)
@@ -103,13 +107,40 @@ class StreamState:
             return
         self.state, self.reason = state, reason
         self.metrics.stream_up.labels(self.id).set(1 if state == "online" else 0)
-        body: StreamStatus = {"v": SCHEMA_VERSION, "stream": self.id, "state": state, "reason": reason,  # type: ignore[typeddict-item]
-                              "ts": time.time(), "url": self.cfg.safe_url()}  # fmt: skip
-        self.publisher.publish_status(self.id, dumps(body))
+        self._send_status()
         log.info("stream %s: %s%s", self.id, state, f" ({reason})" if reason else "")
 
+    def republish_status(self) -> None:
+        """Queue the current status again (a new MQTT connection: the broker may have lost it)."""
+        if not self.removed:
+            self._send_status()
+
+    def _send_status(self) -> None:
+        state, reason = self.state, self.reason
+        body: StreamStatus = {"v": SCHEMA_VERSION, "stream": self.id, "state": state, "reason": reason,  # type: ignore[typeddict-item]
+                              "ts": time.time(), "url": self.cfg.safe_url(), "instance": self.publisher.instance}  # fmt: skip
+        self.publisher.publish_status(self.id, dumps(body))
+
     def set_info(self, info: dict[str, Any]) -> None:
-        self.info.update(info)
+        if not self.removed:
+            self.info.update(info)
+
+    def end_lost_tracks(self, now: float) -> bool:
+        """A live source that is down (nothing tracked, nothing queued or being detected) for longer
+        than the track buffer: its open tracks end as ``lost``, as the tracker would end them if
+        frames kept coming without detections (ByteTrack keeps a lost track ``track_buffer``
+        frames at 30 frames/s, ``track_buffer / 30`` seconds at any rate). True if it ended any."""
+        t = self.tracker
+        if not self.live or t is None or not t.live_tracks or self.last_applied_at is None:
+            return False
+        if now - self.last_applied_at <= self.tracker_cfg.track_buffer / 30.0 or not self.drained():
+            return False
+        t.reset()  # IDs keep counting: a track found after the outage gets a new one
+        self.end_all_tracks("lost")
+        log.info(
+            "stream %s: no frames for %.1fs; its tracks ended as lost", self.id, now - self.last_applied_at
+        )
+        return True
 
     # ------------------------------------------------------------------ intake (event loop)
     def offer(self, item: FrameItem) -> None:
@@ -209,7 +240,11 @@ class StreamState:
                           "trackcast_stream_errors_total, logged once)", self.id, sample)  # fmt: skip
         else:
             log.debug("stream %s: frame %d could not be processed (%s)", self.id, sample, exc)
-        self.tracker = None
+        try:
+            if self.tracker is not None:
+                self.tracker.reset()  # IDs keep counting
+        except Exception:
+            self.tracker = None
         try:
             self.end_all_tracks("error")
         except Exception:
@@ -235,6 +270,7 @@ class StreamState:
         t1 = time.perf_counter()
         item.timings["track"] = t1 - t0
         self.last_sample = item.sample
+        self.last_applied_at = time.monotonic()
         self.n_processed += 1
         self._m.processed.inc()
         self._m.active.set(len(tracks))

@@ -43,9 +43,15 @@ async def running(
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():  # a second Ctrl-C or SIGTERM: the shutdown already under way goes on
+            log.warning("%s: already shutting down (streams are being stopped, the outbox flushed)", sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     async with running(settings):
         await stop.wait()
 
@@ -54,6 +60,10 @@ def run_service(settings: Settings) -> int:
     setup_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))
+        # The loop is closed and its signal handlers with it; what is left (worker threads finishing
+        # a connect or an open) must not be cut short by another SIGTERM into a non-zero exit.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
     except ConfigError as exc:
         print(f"trackcast: error: {exc}", file=sys.stderr)
         return 2

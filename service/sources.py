@@ -211,14 +211,13 @@ class VideoSource(ThreadSource):
 
     def _run(self) -> None:
         backoff = Backoff(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
-        first_attempt = True
         sampler = Sampler(self.cfg.detect_fps)
+        retrying = False  # after a failure: the status keeps saying why until something better is known
         try:
+            self._status("connecting", None)
             while not self._stop.is_set():
-                if not first_attempt:
+                if retrying:
                     self._call(self._on_reconnect)
-                first_attempt = False
-                self._status("connecting", None)
                 try:
                     got_frames = self._session(sampler, backoff)
                 except SourceError as exc:
@@ -229,7 +228,9 @@ class VideoSource(ThreadSource):
                         break
                     if self.cfg.is_file:
                         if self.cfg.loop and got_frames:
+                            # The next pass of a looping file: not a reconnect, no status change.
                             sampler = Sampler(self.cfg.detect_fps)
+                            retrying = False
                             continue
                         self._status("offline", "end of file" if got_frames else "no frames in file")
                         break
@@ -239,7 +240,9 @@ class VideoSource(ThreadSource):
                     self._status("offline", reason)
                     break
                 delay = backoff.next()
-                self._status("reconnecting", f"{reason}; retry in {delay:.1f}s")
+                # Said once per reason: the status stays as it is through the retries that fail alike.
+                self._status("reconnecting", f"{reason}; retrying")
+                retrying = True
                 log.warning(
                     "stream %s (%s): %s; reconnecting in %.1fs",
                     self.cfg.id,

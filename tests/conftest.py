@@ -93,7 +93,8 @@ LEVELS = {
     "integration": ("test_app", "test_deploy", "test_detect", "test_differential", "test_eval", "test_handoff",
                     "test_images", "test_motion", "test_parity", "test_publisher", "test_sagemaker",
                     "test_serve_model", "test_service", "test_training"),
-    "system": ("test_bench", "test_cli", "test_demo", "test_docs", "test_loadtest", "test_service_api", "test_hostile"),
+    "system": ("test_bench", "test_cli", "test_demo", "test_docs", "test_loadtest", "test_service_api", "test_hostile",
+               "test_lifecycle"),
 }  # fmt: skip
 _LEVEL_OF = {mod: level for level, mods in LEVELS.items() for mod in mods}
 

@@ -184,8 +184,56 @@ def test_events_are_never_overtaken_by_tracks_queued_after_them() -> None:
     ob.push(_msg("events", 1))
     ob.push(_msg("tracks", 2))
     ob.push(_msg("status", 2))
-    # Events and statuses first; every event is written before any tracks message queued after it.
-    assert _drain(ob) == [("events", 1), ("status", 2), ("tracks", 1), ("tracks", 2)]
+    # Statuses, then events, first; every event is written before any tracks message queued after it.
+    assert _drain(ob) == [("status", 2), ("events", 1), ("tracks", 1), ("tracks", 2)]
+
+
+def _status(stream: str, state: str) -> Message:
+    return Message(f"p/{stream}/status", state.encode(), 1, True, "status")
+
+
+def test_statuses_are_state_the_latest_per_topic_is_kept_and_never_dropped() -> None:
+    """A long outage: thousands of events overflow their bound, statuses change many times. What
+    reaches the broker afterwards is every topic's latest status, none dropped."""
+    ob = Outbox(max_events=10, max_tracks=5, window=64)
+    for i in range(5000):
+        ob.push(_msg("events", i))
+        ob.push(_status(f"cam{i % 7}", f"state{i}"))
+    ob.push(_status("service", "online"))
+    assert ob.dropped["events"] == 4990
+    out = []
+    while (m := ob.next()) is not None and m.kind == "status":
+        out.append((m.topic, m.payload.decode()))
+    latest = {f"p/cam{k}/status": f"state{max(i for i in range(5000) if i % 7 == k)}" for k in range(7)}
+    assert dict(out) == {**latest, "p/service/status": "online"}
+    assert len(out) == 8  # one per topic
+
+
+def test_a_status_lost_in_flight_goes_back_unless_a_newer_one_is_queued() -> None:
+    ob = Outbox(max_events=10, max_tracks=5, window=64)
+    ob.push(_status("a", "online"))
+    ob.push(_status("b", "online"))
+    first, second = ob.next(), ob.next()
+    assert (
+        first is not None
+        and second is not None
+        and (first.topic, second.topic) == ("p/a/status", "p/b/status")
+    )
+    # both written, nothing acknowledged; then b goes offline and the connection breaks
+    ob.written(_status("a", "online"), 1, 0.0)
+    ob.written(_status("b", "online"), 2, 0.0)
+    ob.push(_status("b", "offline"))
+    assert ob.connection_lost() == []
+    got = []
+    while (m := ob.next()) is not None:
+        got.append((m.topic, m.payload))
+    assert got == [("p/a/status", b"online"), ("p/b/status", b"offline")]  # the stale "online" of b is gone
+    ob.push(_status("c", "x"))
+    m = ob.next()
+    assert m is not None
+    ob.push(_status("c", "y"))
+    ob.refused(m)  # refused, but superseded meanwhile
+    assert [(m.payload) for m in iter(ob.next, None)] == [b"y"]
 
 
 def test_tracks_are_dropped_oldest_first_and_counted() -> None:
