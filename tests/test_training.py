@@ -256,7 +256,7 @@ def test_mot_to_coco_bad_input(job: Path, tmp_path: Path) -> None:
     gt = mot / "train" / "court" / "gt" / "gt.txt"
     gt.write_text("0,1,0,0,64,48,1,1,1\n")  # a 0-based frame
     with pytest.raises(
-        ConvertError, match=r"sequence court: gt/gt.txt:1: frame must be an integer >= 1, got 0"
+        ConvertError, match=r"sequence court: gt/gt.txt:1: frame must be an integer from 1 to 10000000, got 0"
     ):
         mot_to_coco(str(mot))
     gt.write_text("2,1,0,0,64,48,1,5,1\n")
