@@ -41,10 +41,18 @@ $(VENV)/.installed-bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,cpu,bench]'
 	touch $@
 
-bench: $(VENV)/.installed-bench sysdeps
+# The peer the service benchmark runs side by side: Roboflow inference in its own venv (its
+# dependencies, torch among them, about 7 GB, do not belong in trackcast's).
+PEER_VENV := .venv-peer
+$(PEER_VENV)/.installed:
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q 'inference-cpu==1.8.3'
+	touch $@
+
+bench: $(VENV)/.installed-bench $(PEER_VENV)/.installed sysdeps
 	$(BIN)/python -m loadtest.bench_tracker
 	$(BIN)/python -m loadtest.bench_detector
-	$(BIN)/python -m loadtest.bench_service
+	$(BIN)/python -m loadtest.bench_service --peer $(PEER_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -90,12 +90,10 @@ def plain_decode(
 class Receiver:
     """A subscriber in its own process (mosquitto_sub), stamping each message's receipt time."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, topic: str = "bench/+/tracks") -> None:
         exe = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
         self.out = tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False)  # noqa: SIM115 (closed in close())
-        self.proc = subprocess.Popen(
-            [exe, "-p", str(port), "-t", "bench/+/tracks", "-F", "%U %t %p"], stdout=self.out
-        )
+        self.proc = subprocess.Popen([exe, "-p", str(port), "-t", topic, "-F", "%U %t %p"], stdout=self.out)
         time.sleep(0.3)
         self.rows: list[tuple[str, dict[str, Any], float]] = []
 
@@ -145,6 +143,28 @@ async def run_service(
     return {"frames": processed, "seconds": elapsed}
 
 
+def run_peer(
+    python: str, clips: list[Path], port: int, latency_ms: float, seconds: float, live: bool
+) -> dict[str, Any]:
+    """Roboflow inference's InferencePipeline (``loadtest.bench_peer``) in its own venv's Python."""
+    args = [python, "-m", "loadtest.bench_peer", "--port", str(port), "--seconds", str(seconds),
+            "--latency-ms", str(latency_ms), *(["--live"] if live else []), *map(str, clips)]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+    res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    last = res.stdout.strip().splitlines()[-1:] or [""]
+    if res.returncode != 0 or not last[0].startswith("{"):
+        raise RuntimeError(f"peer failed (exit {res.returncode}): {res.stderr[-1500:]}")
+    out: dict[str, Any] = json.loads(last[0])
+    return out
+
+
+def _added(rows: list[tuple[str, dict[str, Any], float]]) -> tuple[list[float], list[float]]:
+    keep = rows[len(rows) // 10 :]
+    added = [(ts - m["capture_ts"]) * 1000 - m["latency_ms"]["detect"] for _, m, ts in keep]
+    e2e = [(ts - m["capture_ts"]) * 1000 for _, m, ts in keep]
+    return added, e2e
+
+
 def quantile(vals: list[float], q: float) -> float:
     v = sorted(vals)
     return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
@@ -157,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
     p.add_argument("--rounds", type=int, default=3, help="plain/service pairs for the headline ratio")
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--peer", help="the Python of a venv with Roboflow inference (make bench: .venv-peer/bin/python)"
+    )
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
@@ -192,14 +215,23 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_service(clips, broker.port, args.latency_ms, realtime=True, seconds=args.seconds))
         time.sleep(0.5)
         recv.close()
+        peer: dict[str, Any] | None = None
+        if args.peer:
+            base = plain_decode(clips, args.seconds, tt, th)
+            thr_p = run_peer(args.peer, clips, broker.port, args.latency_ms, args.seconds, live=False)
+            precv = Receiver(broker.port, "bench-peer/+/tracks")
+            live_p = run_peer(args.peer, clips, broker.port, args.latency_ms, args.seconds, live=True)
+            time.sleep(0.5)
+            precv.close()
+            p_added, p_e2e = _added(precv.rows)
+            peer = {"plain_fps": base, "fps": thr_p["frames"] / thr_p["seconds"], "live_frames": live_p["frames"],
+                    "added_latency_ms": {"p50": quantile(p_added, 0.5), "p99": quantile(p_added, 0.99)},
+                    "end_to_end_ms": {"p50": quantile(p_e2e, 0.5), "p99": quantile(p_e2e, 0.99)}}  # fmt: skip
+            peer["ratio"] = peer["fps"] / base
     finally:
         broker.stop()
         shutil.rmtree(broker.dir, ignore_errors=True)
-    added = [
-        (ts - m["capture_ts"]) * 1000 - m["latency_ms"]["detect"]
-        for _, m, ts in recv.rows[len(recv.rows) // 10 :]
-    ]
-    e2e = [(ts - m["capture_ts"]) * 1000 for _, m, ts in recv.rows[len(recv.rows) // 10 :]]
+    added, e2e = _added(recv.rows)
     ratio = statistics.median(r["ratio"] for r in rounds)
     service_fps = statistics.median(r["service_fps"] for r in rounds)
     plain_fps = statistics.median(r["plain_fps"] for r in rounds)
@@ -223,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "live_frames": len(recv.rows),
         "added_latency_ms": {"p50": quantile(added, 0.5), "p99": quantile(added, 0.99)},
         "end_to_end_ms": {"p50": quantile(e2e, 0.5), "p99": quantile(e2e, 0.99)},
+        "peer": peer,
     }
     rows = "\n".join(f"    {k:44s} {v:8.1f} frames/s" for k, v in plain.items())
     turns = "\n".join(
@@ -244,6 +277,20 @@ def main(argv: list[str] | None = None) -> int:
         f"p50 {res['added_latency_ms']['p50']:.1f} ms, p99 {res['added_latency_ms']['p99']:.1f} ms   (target p99 < 25 ms)\n"
         f"  end to end (capture to MQTT receipt): p50 {res['end_to_end_ms']['p50']:.1f} ms, p99 {res['end_to_end_ms']['p99']:.1f} ms"
     )
+    if peer is not None:
+        print(
+            f"\n  the peer, Roboflow inference's InferencePipeline (same clips, same fake detector, supervision's\n"
+            f"  ByteTrack, a JSON tracks message per frame to the same mosquitto), in this run:\n"
+            f"    every frame, as fast as it goes: {peer['fps']:7.1f} frames/s, ratio {peer['ratio']:.2f} to plain decode "
+            f"({peer['plain_fps']:.1f} just before)   trackcast: {service_fps:7.1f} frames/s, ratio {ratio:.2f}\n"
+            f"    paced by its max_fps (25), {peer['live_frames']} frames; from its inference step to MQTT receipt, "
+            f"minus the detector (its decode and queue not counted):\n      added latency p50 "
+            f"{peer['added_latency_ms']['p50']:.1f} ms, p99 {peer['added_latency_ms']['p99']:.1f} ms; end to end p99 "
+            f"{peer['end_to_end_ms']['p99']:.1f} ms   trackcast: p50 {res['added_latency_ms']['p50']:.1f} ms, "
+            f"p99 {res['added_latency_ms']['p99']:.1f} ms"
+        )
+    elif args.peer is None:
+        print("\n  (no peer run: --peer PYTHON, as make bench does, adds Roboflow inference side by side)")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     return 0
