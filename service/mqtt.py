@@ -160,8 +160,14 @@ class Publisher:
     def _flush(self, conn: _Connection) -> None:
         """Write what the outbox gives, until it is empty or its window is full."""
         ob, client = self.outbox, conn.client
+        if conn.pending:
+            self._collect(conn)
         while (msg := ob.next()) is not None:
             info = client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+            if conn.pending:
+                # publish() also writes what paho held back: earlier messages may be out now (the
+                # window must open for them, or a backlog would wait for a socket event that never comes).
+                self._collect(conn)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 ob.refused(msg)
                 conn.fail(f"publish refused ({paho.error_string(info.rc)})")
@@ -350,7 +356,7 @@ class Publisher:
                     return conn.lost.result()
                 if conn.client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     return conn.lost.result() if conn.lost.done() else "keepalive timed out"
-                self._watch_writes(conn)
+                self._flush(conn)  # settles what paho wrote meanwhile, writes what the window allows
                 if self.outbox.stalled(time.monotonic(), PUBLISH_TIMEOUT_S):
                     return f"nothing written or acknowledged in {PUBLISH_TIMEOUT_S:g}s"
         finally:
