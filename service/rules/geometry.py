@@ -1,0 +1,260 @@
+"""Plane geometry for analytics (zones, counting lines, ground calibration): pure functions, no I/O.
+
+The building blocks the analytics rules (issue 18) stand on, exactly defined:
+
+- ``Polygon``: a simple polygon (3 or more vertices, no self-intersection, non-zero area); a
+  point *on* an edge or a vertex is inside (``contains``), so a box anchor resting on a zone's
+  border counts as in it.
+- ``crossing(p, q, a, b)``: whether the movement ``p -> q`` crosses the segment ``a -> b``, and to
+  which side. Sides are the sign of the cross product ``(b - a) x (pt - a)``: ``left`` > 0,
+  ``right`` < 0, ``on`` = 0. A movement crosses when it goes from one strict side to the other and
+  meets the segment between its endpoints (an endpoint included). Touching the line and going back
+  (grazing), or moving along it, is no crossing.
+- ``LineCounter``: counts one track's crossings of one line with hysteresis: the track's side is
+  only taken as changed once its anchor is more than ``min_distance`` beyond the line (measured
+  perpendicular to it), so jitter around the line never counts twice; one crossing per real
+  passage, in the direction ``in`` (right to left, seen from ``a`` towards ``b``) or ``out``.
+- ``Homography``: image <-> ground (metres) from 4 or more point pairs, by direct linear
+  transform with normalisation (Hartley), checked: fewer than 4 pairs, three collinear points
+  among 4, or a singular result are clear errors; ``reprojection_error_m`` says how well it fits.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Point = tuple[float, float]
+Side = Literal["left", "right", "on"]
+Direction = Literal["in", "out"]
+F64 = npt.NDArray[np.float64]
+
+_EPS = 1e-9
+
+
+class GeometryError(ValueError):
+    """A shape or calibration that cannot be used as given (says why)."""
+
+
+def _cross(o: Point, a: Point, b: Point) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def side(a: Point, b: Point, p: Point) -> Side:
+    """Which side of the directed line ``a -> b`` the point ``p`` is on."""
+    c = _cross(a, b, p)
+    scale = max(1.0, abs(b[0] - a[0]) + abs(b[1] - a[1]))
+    if abs(c) <= _EPS * scale:
+        return "on"
+    return "left" if c > 0 else "right"
+
+
+def _on_segment(a: Point, b: Point, p: Point) -> bool:
+    return (
+        side(a, b, p) == "on"
+        and min(a[0], b[0]) - _EPS <= p[0] <= max(a[0], b[0]) + _EPS
+        and (min(a[1], b[1]) - _EPS <= p[1] <= max(a[1], b[1]) + _EPS)
+    )
+
+
+def segments_intersect(p: Point, q: Point, a: Point, b: Point) -> bool:
+    """Closed segments ``p-q`` and ``a-b`` share at least one point."""
+    d1, d2 = _cross(a, b, p), _cross(a, b, q)
+    d3, d4 = _cross(p, q, a), _cross(p, q, b)
+    if ((d1 > _EPS and d2 < -_EPS) or (d1 < -_EPS and d2 > _EPS)) and (
+        (d3 > _EPS and d4 < -_EPS) or (d3 < -_EPS and d4 > _EPS)
+    ):
+        return True
+    return any(_on_segment(s, t, x) for s, t, x in ((a, b, p), (a, b, q), (p, q, a), (p, q, b)))
+
+
+def crossing(p: Point, q: Point, a: Point, b: Point) -> Direction | None:
+    """The direction in which the movement ``p -> q`` crosses segment ``a -> b``, or None.
+
+    ``in``: from the right side to the left (seen from ``a`` towards ``b``), ``out``: the other way.
+    """
+    sp, sq = side(a, b, p), side(a, b, q)
+    if "on" in (sp, sq) or sp == sq:
+        return None
+    if not segments_intersect(p, q, a, b):
+        return None
+    return "in" if sp == "right" else "out"
+
+
+@dataclass(frozen=True)
+class Polygon:
+    vertices: tuple[Point, ...]
+
+    def __post_init__(self) -> None:
+        v = self.vertices
+        if len(v) < 3:
+            raise GeometryError(f"a polygon needs at least 3 points, got {len(v)}")
+        if not all(np.isfinite(c) for pt in v for c in pt):
+            raise GeometryError("polygon points must be finite numbers")
+        n = len(v)
+        for i in range(n):
+            for j in range(i + 1, n):
+                if j == i + 1 or (i == 0 and j == n - 1):
+                    continue  # neighbouring edges share a vertex
+                if segments_intersect(v[i], v[(i + 1) % n], v[j], v[(j + 1) % n]):
+                    raise GeometryError(f"the polygon intersects itself (edges {i} and {j})")
+        if abs(self.area) <= _EPS:
+            raise GeometryError("the polygon has no area (its points are collinear or repeated)")
+
+    @property
+    def area(self) -> float:
+        """Signed area (shoelace): positive when the vertices run counter-clockwise (y up)."""
+        v = self.vertices
+        return 0.5 * sum(
+            v[i][0] * v[(i + 1) % len(v)][1] - v[(i + 1) % len(v)][0] * v[i][1] for i in range(len(v))
+        )
+
+    def contains(self, p: Point) -> bool:
+        """Inside or on the border (edges and vertices count as inside)."""
+        v = self.vertices
+        n = len(v)
+        inside = False
+        for i in range(n):
+            a, b = v[i], v[(i + 1) % n]
+            if _on_segment(a, b, p):
+                return True
+            if (a[1] > p[1]) != (b[1] > p[1]):
+                x = a[0] + (p[1] - a[1]) * (b[0] - a[0]) / (b[1] - a[1])
+                if p[0] < x:
+                    inside = not inside
+        return inside
+
+
+@dataclass
+class LineCounter:
+    """One track against one line: crossings counted once per passage, with hysteresis.
+
+    ``update(point)`` takes the track's anchor at each processed frame and returns the direction
+    of a crossing completed at that frame, or None. The side a track is on changes only when it is
+    more than ``min_distance`` beyond the line (perpendicular distance; within that band it keeps
+    its last side), and a crossing needs the path between the last point on the old side and this
+    one to meet the segment, so going round the end of the line is no crossing.
+    """
+
+    a: Point
+    b: Point
+    min_distance: float = 0.0
+    _side: Side | None = None
+    _last_clear: Point | None = None
+    counts: dict[str, int] = field(default_factory=lambda: {"in": 0, "out": 0})
+
+    def __post_init__(self) -> None:
+        if np.hypot(self.b[0] - self.a[0], self.b[1] - self.a[1]) <= _EPS:
+            raise GeometryError("a line needs two distinct points")
+        if self.min_distance < 0:
+            raise GeometryError("min_distance must be >= 0")
+
+    def _distance(self, p: Point) -> float:
+        length = float(np.hypot(self.b[0] - self.a[0], self.b[1] - self.a[1]))
+        return abs(_cross(self.a, self.b, p)) / length
+
+    def update(self, p: Point) -> Direction | None:
+        s = side(self.a, self.b, p)
+        if s == "on" or self._distance(p) <= self.min_distance:
+            return None  # in the band: the track keeps the side it had
+        if self._side is None or self._last_clear is None:
+            self._side, self._last_clear = s, p
+            return None
+        if s == self._side:
+            self._last_clear = p
+            return None
+        start = self._last_clear
+        self._side, self._last_clear = s, p
+        if not segments_intersect(start, p, self.a, self.b):
+            return None  # went round the end of the line
+        d: Direction = "in" if s == "left" else "out"
+        self.counts[d] += 1
+        return d
+
+
+def _normalise(pts: F64) -> tuple[F64, F64]:
+    c = pts.mean(axis=0)
+    d = np.sqrt(((pts - c) ** 2).sum(axis=1)).mean()
+    s = np.sqrt(2) / d if d > _EPS else 1.0
+    t = np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
+    h = np.c_[pts, np.ones(len(pts))] @ t.T
+    return h[:, :2], t
+
+
+@dataclass(frozen=True)
+class Homography:
+    """Image pixels <-> ground metres on a plane, from point pairs."""
+
+    matrix: F64  # 3x3, image -> ground
+    reprojection_error_m: float  # RMS distance, on the ground, of the pairs' image points mapped
+
+    @classmethod
+    def fit(cls, image: Sequence[Point], ground: Sequence[Point]) -> Homography:
+        img = np.asarray(image, dtype=np.float64)
+        gnd = np.asarray(ground, dtype=np.float64)
+        if img.shape != gnd.shape or img.ndim != 2 or img.shape[1] != 2:
+            raise GeometryError("calibration needs as many image points as ground points, each (x, y)")
+        if len(img) < 4:
+            raise GeometryError(f"calibration needs at least 4 point pairs, got {len(img)}")
+        if not (np.isfinite(img).all() and np.isfinite(gnd).all()):
+            raise GeometryError("calibration points must be finite numbers")
+        for name, pts in (("image", img), ("ground", gnd)):
+            if not _general_position(pts):
+                raise GeometryError(f"the {name} points are degenerate: no 4 of them with no three on a line")
+        ni, ti = _normalise(img)
+        ng, tg = _normalise(gnd)
+        rows = []
+        for (x, y), (u, v) in zip(ni, ng, strict=True):
+            rows.append([-x, -y, -1, 0, 0, 0, u * x, u * y, u])
+            rows.append([0, 0, 0, -x, -y, -1, v * x, v * y, v])
+        vt = np.linalg.svd(np.asarray(rows))[2]
+        hn = vt[-1].reshape(3, 3)
+        h = np.linalg.inv(tg) @ hn @ ti
+        if abs(np.linalg.det(h)) <= _EPS * abs(h).max() ** 3:
+            raise GeometryError("the calibration is singular (the points do not define a plane mapping)")
+        h = h / h[2, 2] if abs(h[2, 2]) > _EPS else h
+        mapped = _apply(h, img)
+        err = float(np.sqrt(((mapped - gnd) ** 2).sum(axis=1).mean()))
+        return cls(h, err)
+
+    def to_ground(self, pts: Sequence[Point] | F64) -> F64:
+        return _apply(self.matrix, np.asarray(pts, dtype=np.float64).reshape(-1, 2))
+
+    def to_image(self, pts: Sequence[Point] | F64) -> F64:
+        inv: F64 = np.asarray(np.linalg.inv(self.matrix), dtype=np.float64)
+        return _apply(inv, np.asarray(pts, dtype=np.float64).reshape(-1, 2))
+
+    @property
+    def flips_orientation(self) -> bool:
+        """True when the mapping mirrors the plane (a clockwise image polygon is anticlockwise on the ground)."""
+        return bool(np.linalg.det(self.matrix) < 0)
+
+
+def _apply(h: F64, pts: F64) -> F64:
+    p = np.c_[pts, np.ones(len(pts))] @ h.T
+    w = p[:, 2:3]
+    if (np.abs(w) <= _EPS).any():
+        raise GeometryError("a point maps to infinity (it lies on the horizon of the calibration)")
+    out: F64 = p[:, :2] / w
+    return out
+
+
+def _general_position(pts: F64) -> bool:
+    """Some 4 of the points have no three on a line (what a homography needs)."""
+    n = len(pts)
+    scale = max(1.0, float(np.abs(pts).max()))
+
+    def collinear(i: int, j: int, k: int) -> bool:
+        a, b, c = pts[i], pts[j], pts[k]
+        area2 = float((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+        return abs(area2) <= 1e-9 * scale * scale
+
+    for quad in itertools.combinations(range(n), 4):
+        if not any(collinear(*tri) for tri in itertools.combinations(quad, 3)):
+            return True
+    return False

@@ -1,0 +1,131 @@
+"""Analytics geometry (service/rules/geometry.py): zones, line crossings with hysteresis, calibration.
+
+Unit and property tests, no I/O: concave polygons, points on edges, a line crossed exactly at an
+endpoint, a track grazing the line, jitter on the line, degenerate calibrations, a homography that
+flips orientation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.rules.geometry import GeometryError, Homography, LineCounter, Polygon, crossing, side
+
+# An L-shaped (concave) zone: the notch at the top right is outside.
+L_SHAPE = Polygon(((0, 0), (4, 0), (4, 2), (2, 2), (2, 4), (0, 4)))
+
+
+def test_concave_polygon_inside_outside_and_border() -> None:
+    assert L_SHAPE.contains((1, 1)) and L_SHAPE.contains((1, 3)) and L_SHAPE.contains((3, 1))
+    assert not L_SHAPE.contains((3, 3))  # the notch
+    assert not L_SHAPE.contains((5, 1)) and not L_SHAPE.contains((-0.1, 2))
+    for on_border in ((0, 2), (4, 1), (3, 2), (2, 3), (2, 2), (0, 0), (4, 0)):
+        assert L_SHAPE.contains(on_border), on_border
+
+
+def test_bad_polygons_say_why() -> None:
+    with pytest.raises(GeometryError, match="at least 3"):
+        Polygon(((0, 0), (1, 1)))
+    with pytest.raises(GeometryError, match="no area"):
+        Polygon(((0, 0), (1, 1), (2, 2)))
+    with pytest.raises(GeometryError, match="intersects itself"):
+        Polygon(((0, 0), (2, 2), (2, 0), (0, 2)))  # a bow tie
+    with pytest.raises(GeometryError, match="finite"):
+        Polygon(((0, 0), (1, float("nan")), (1, 0)))
+
+
+def test_sides_and_crossings() -> None:
+    a, b = (0.0, 0.0), (10.0, 0.0)  # left is y > 0
+    assert side(a, b, (5, 1)) == "left" and side(a, b, (5, -1)) == "right" and side(a, b, (5, 0)) == "on"
+    assert crossing((5, -1), (5, 1), a, b) == "in"
+    assert crossing((5, 1), (5, -1), a, b) == "out"
+    assert crossing((11, -1), (11, 1), a, b) is None  # beyond the end
+    assert crossing((10, -1), (10, 1), a, b) == "in"  # exactly through an endpoint counts
+    assert crossing((5, -1), (5, 0), a, b) is None  # touching is not crossing
+    assert crossing((1, 0), (9, 0), a, b) is None  # along the line
+
+
+def test_line_counter_grazing_jitter_and_round_the_end() -> None:
+    c = LineCounter((0, 0), (10, 0), min_distance=0.5)
+    # a graze: comes to the line and goes back
+    assert [c.update(p) for p in ((5, -3), (5, -0.2), (5, 0.0), (5, -3))] == [None] * 4
+    # jitter across the line inside the band, then a real passage: counted once
+    path = [(5, -3), (5, -0.3), (5, 0.3), (5, -0.2), (5, 0.4), (5, 2), (5, 3)]
+    assert [d for d in map(c.update, path) if d] == ["in"]
+    # back the other way
+    assert [d for d in map(c.update, [(6, 1), (6, -1)]) if d] == ["out"]
+    # round the end of the line: changes side without meeting the segment
+    assert [d for d in map(c.update, [(12, -1), (12, 1), (4, 1)]) if d] == []
+    assert c.counts == {"in": 1, "out": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=2, max_size=60), st.floats(0.05, 1.0))
+def test_jitter_inside_the_band_never_counts(ys: list[float], band: float) -> None:
+    """Whatever a track does within the band around the line, it counts nothing; leaving it on
+    the other side from where it entered counts exactly one crossing."""
+    c = LineCounter((0, 0), (10, 0), min_distance=band)
+    c.update((5, -band - 1))
+    inside = [c.update((5, max(-0.999 * band, min(0.999 * band, y)))) for y in ys]
+    assert not any(inside)
+    assert c.update((5, band + 1)) == "in"
+    assert c.counts == {"in": 1, "out": 0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(-20, 20), st.floats(-20, 20)), min_size=2, max_size=40))
+def test_counts_match_the_side_changes_of_a_path_through_the_segment(pts: list[tuple[float, float]]) -> None:
+    """Without a band and with a line long enough that every step meets it, net crossings equal
+    the change of side from first to last clear point."""
+    a, b = (-1000.0, 0.0), (1000.0, 0.0)
+    c = LineCounter(a, b)
+    for p in pts:
+        c.update(p)
+    clear = [p for p in pts if side(a, b, p) != "on"]
+    if len(clear) >= 2:
+        first, last = np.sign(clear[0][1]), np.sign(clear[-1][1])
+        net = c.counts["in"] - c.counts["out"]
+        assert net == (0 if first == last else (1 if last > 0 else -1))
+
+
+# A camera looking down at a pitch at an angle: ground metres -> image pixels through a known H.
+H_TRUE = np.array([[38.0, -12.0, 640.0], [2.0, 9.0, 300.0], [0.0, -0.012, 1.0]])
+
+
+def _project(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    p = np.c_[pts, np.ones(len(pts))] @ h.T
+    return p[:, :2] / p[:, 2:3]
+
+
+def test_calibration_recovers_a_known_homography() -> None:
+    ground = np.array([[0, 0], [20, 0], [20, 10], [0, 10], [10, 5], [5, 8]], float)
+    image = _project(H_TRUE, ground)
+    h = Homography.fit(image.tolist(), ground.tolist())
+    assert h.reprojection_error_m < 1e-6
+    probe = np.array([[3.3, 7.7], [18, 1], [12.5, 4.0]])
+    np.testing.assert_allclose(h.to_ground(_project(H_TRUE, probe)), probe, atol=1e-6)
+    np.testing.assert_allclose(h.to_image(probe), _project(H_TRUE, probe), atol=1e-4)
+    # 1 px of noise on the image points: an error of centimetres, reported
+    rng = np.random.default_rng(0)
+    noisy = Homography.fit((image + rng.normal(0, 1.0, image.shape)).tolist(), ground.tolist())
+    assert 0.001 < noisy.reprojection_error_m < 0.2
+
+
+def test_degenerate_calibrations_are_clear_errors() -> None:
+    with pytest.raises(GeometryError, match="at least 4"):
+        Homography.fit([(0, 0), (1, 0), (0, 1)], [(0, 0), (1, 0), (0, 1)])
+    with pytest.raises(GeometryError, match="degenerate"):
+        Homography.fit([(0, 0), (1, 1), (2, 2), (3, 3)], [(0, 0), (1, 0), (1, 1), (0, 1)])
+    with pytest.raises(GeometryError, match="as many"):
+        Homography.fit([(0, 0), (1, 0), (1, 1), (0, 1)], [(0, 0), (1, 0), (1, 1)])
+
+
+def test_a_mirroring_calibration_is_recognised_and_keeps_crossing_directions_in_the_image() -> None:
+    ground = [(0, 0), (10, 0), (10, 10), (0, 10)]
+    image = [(0, 0), (0, 10), (10, 10), (10, 0)]  # x and y swapped: a mirror
+    h = Homography.fit(image, ground)
+    assert h.flips_orientation and h.reprojection_error_m < 1e-9
+    assert not Homography.fit(ground, ground).flips_orientation
