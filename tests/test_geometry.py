@@ -129,3 +129,51 @@ def test_a_mirroring_calibration_is_recognised_and_keeps_crossing_directions_in_
     h = Homography.fit(image, ground)
     assert h.flips_orientation and h.reprojection_error_m < 1e-9
     assert not Homography.fit(ground, ground).flips_orientation
+
+
+# ---------------------------------------------------------------------- ground motion
+from service.rules.kinematics import Kinematics  # noqa: E402
+
+
+def _run(path: list[tuple[float, float, float]], **kw: float) -> tuple[Kinematics, list]:  # type: ignore[type-arg]
+    k = Kinematics(**kw)
+    return k, [k.update(t, x, y) for t, x, y in path]
+
+
+def test_steady_run_speed_and_distance_exact() -> None:
+    fps, v = 25.0, 5.0  # 5 m/s along a diagonal
+    path = [(i / fps, 3 + 0.6 * v * i / fps, 1 + 0.8 * v * i / fps) for i in range(100)]
+    k, out = _run(path)
+    assert all(m.speed_mps is None for m in out[:13])  # the window spans half a second from frame 13
+    assert all(abs(m.speed_mps - v) < 1e-9 for m in out[13:])  # type: ignore[operator]
+    assert k.distance_m == pytest.approx(v * 99 / fps, rel=1e-9)
+
+
+def test_jittered_positions_speed_within_a_few_percent_and_no_distance_from_jitter() -> None:
+    """5 cm of seeded noise on the anchor (about 2 px at 2.5 cm/px): steady-run speed within 8%
+    (median error), distance within 3%; a person standing still does not walk."""
+    rng = np.random.default_rng(7)
+    fps, v = 25.0, 4.0
+    t = np.arange(250) / fps
+    x, y = v * t + rng.normal(0, 0.05, t.size), rng.normal(0, 0.05, t.size)
+    k, out = _run(list(zip(t.tolist(), x.tolist(), y.tolist(), strict=True)))
+    errs = [abs(m.speed_mps - v) / v for m in out[25:]]  # type: ignore[operator]
+    assert float(np.median(errs)) < 0.08, np.median(errs)
+    assert k.distance_m == pytest.approx(v * t[-1], rel=0.03)
+    still, _ = _run([(float(ti), float(xi), float(yi)) for ti, xi, yi in
+                     zip(t, rng.normal(0, 0.05, t.size), rng.normal(0, 0.05, t.size), strict=True)])  # fmt: skip
+    assert still.distance_m < 1.0  # raw steps would add up to about 22 m over these 10 s
+
+
+def test_a_stop_brings_the_speed_to_zero_and_a_gap_starts_a_new_window() -> None:
+    path = [(i / 25, i / 25 * 3.0, 0.0) for i in range(50)] + [(2 + i / 25, 6.0, 0.0) for i in range(50)]
+    k, out = _run(path)
+    assert out[-1].speed_mps == pytest.approx(0.0, abs=1e-9)
+    assert k.max_speed_mps == pytest.approx(3.0, rel=1e-6)
+    k2 = Kinematics(max_gap_s=0.5)
+    for i in range(20):
+        k2.update(i / 25, 0.0, 0.0)
+    m = k2.update(3.0, 10.0, 0.0)  # re-found 3 s later, 10 m away
+    assert m.speed_mps is None and m.distance_m == pytest.approx(10.0, rel=1e-6)
+    with pytest.raises(ValueError, match="time must increase"):
+        k2.update(3.0, 0, 0)
