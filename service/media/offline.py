@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from detector_client.base import Detector, PreparedFrame
 from service.media.annotate import Annotator
-from service.media.video import iter_prepared, open_video, prepare_frame, to_bgr
+from service.media.video import ended_early, iter_prepared, open_video, prepare_frame, to_bgr
 from tracker import ByteTracker, TrackerConfig
 from tracker.mot import format_tracks, iter_frames, read_mot, write_lines
 
@@ -182,11 +182,6 @@ def track_video(
         raise SourceError(video, f"ended early: {index} of its {expected} frames decoded (truncated or damaged); "
                                  f"the results of those frames were written to {out_txt}")  # fmt: skip
     return summary
-
-
-def ended_early(decoded: int, expected: int) -> bool:
-    """Fewer frames decoded than the container says it holds (one frame of slack: edit lists)."""
-    return expected > 0 and decoded + 1 < expected
 
 
 @dataclass

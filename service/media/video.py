@@ -154,6 +154,11 @@ def video_info(url: str) -> dict[str, Any]:
         c.close()
 
 
+def ended_early(decoded: int, expected: int) -> bool:
+    """Fewer frames decoded than the container says it holds (one frame of slack: edit lists)."""
+    return expected > 0 and decoded + 1 < expected
+
+
 def iter_decoded(url: str, max_frames: int | None = None) -> Iterator[tuple[int, float | None, Any]]:
     """Every video frame of a file, in order, as ``(index, pts seconds, PyAV frame)`` (FFmpeg's threads)."""
     import av
@@ -173,7 +178,7 @@ def iter_decoded(url: str, max_frames: int | None = None) -> Iterator[tuple[int,
         except av.error.FFmpegError as exc:
             raise SourceError(url, f"decode failed after {index} frames: {_ffmpeg_reason(exc, url)}") from exc
         expected = stream.frames or 0
-        if expected > 0 and index + 1 < expected:  # as media.offline.ended_early
+        if ended_early(index, expected):
             raise SourceError(
                 url, f"ended early: {index} of its {expected} frames decoded (truncated or damaged)"
             )
