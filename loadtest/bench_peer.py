@@ -69,7 +69,11 @@ def main() -> int:
         dt = time.perf_counter() - t0
         out = []
         for f, d in zip(frames, dets, strict=True):
-            tr = trackers.setdefault(f.source_id, sv.ByteTrack(frame_rate=25))
+            # supervision's own ByteTrack (deprecated in favour of the separate `trackers` package,
+            # still in the version inference 1.8.3 pins; not in the version trackcast's bench extra has)
+            tr: Any = trackers.get(f.source_id)
+            if tr is None:
+                tr = trackers[f.source_id] = sv.ByteTrack(frame_rate=25)  # type: ignore[attr-defined,unused-ignore]
             tracked = tr.update_with_detections(
                 sv.Detections(xyxy=d.xyxy.copy(), confidence=d.scores.copy(), class_id=d.classes.copy())
             )
