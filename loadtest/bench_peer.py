@@ -36,6 +36,8 @@ def main() -> int:
     p.add_argument("--boxes", type=int, default=10)
     p.add_argument("--live", action="store_true", help="paced at 25 frames/s per source (max_fps)")
     args = p.parse_args()
+    if len(args.clips) < 2:  # with one source InferencePipeline calls the sink with a frame, not a list
+        p.error("give at least 2 clips (the comparison is multi-stream)")
 
     import numpy as np
     import paho.mqtt.client as mqtt
