@@ -14,8 +14,8 @@ The building blocks the analytics rules (issue 18) stand on, exactly defined:
   only taken as changed once its anchor is more than ``min_distance`` beyond the line (measured
   perpendicular to it), so jitter around the line never counts twice; one crossing per real
   passage, in the direction ``in`` (right to left, seen from ``a`` towards ``b``) or ``out``.
-- ``Homography``: image <-> ground (metres) from 4 or more point pairs, by direct linear
-  transform with normalisation (Hartley), checked: fewer than 4 pairs, three collinear points
+- ``Homography``: image <-> ground (metres) from 4 or more point pairs, by OpenCV's
+  ``findHomography`` (normalised DLT refined on the reprojection error), checked first: fewer than 4 pairs, three collinear points
   among 4, or a singular result are clear errors; ``reprojection_error_m`` says how well it fits.
 """
 
@@ -177,21 +177,13 @@ class LineCounter:
         return d
 
 
-def _normalise(pts: F64) -> tuple[F64, F64]:
-    c = pts.mean(axis=0)
-    d = np.sqrt(((pts - c) ** 2).sum(axis=1)).mean()
-    s = np.sqrt(2) / d if d > _EPS else 1.0
-    t = np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
-    h = np.c_[pts, np.ones(len(pts))] @ t.T
-    return h[:, :2], t
-
-
 @dataclass(frozen=True)
 class Homography:
     """Image pixels <-> ground metres on a plane, from point pairs."""
 
     matrix: F64  # 3x3, image -> ground
     reprojection_error_m: float  # RMS distance, on the ground, of the pairs' image points mapped
+    flips_orientation: bool = False  # the mapping mirrors the plane (clockwise becomes anticlockwise)
 
     @classmethod
     def fit(cls, image: Sequence[Point], ground: Sequence[Point]) -> Homography:
@@ -206,21 +198,22 @@ class Homography:
         for name, pts in (("image", img), ("ground", gnd)):
             if not _general_position(pts):
                 raise GeometryError(f"the {name} points are degenerate: no 4 of them with no three on a line")
-        ni, ti = _normalise(img)
-        ng, tg = _normalise(gnd)
-        rows = []
-        for (x, y), (u, v) in zip(ni, ng, strict=True):
-            rows.append([-x, -y, -1, 0, 0, 0, u * x, u * y, u])
-            rows.append([0, 0, 0, -x, -y, -1, v * x, v * y, v])
-        vt = np.linalg.svd(np.asarray(rows))[2]
-        hn = vt[-1].reshape(3, 3)
-        h = np.linalg.inv(tg) @ hn @ ti
+        # OpenCV's fit: normalised DLT, then Levenberg-Marquardt on the reprojection error (all pairs).
+        import cv2
+
+        found, _mask = cv2.findHomography(img, gnd, 0)
+        if found is None:
+            raise GeometryError("the calibration is singular (the points do not define a plane mapping)")
+        h = np.asarray(found, dtype=np.float64)
         if abs(np.linalg.det(h)) <= _EPS * abs(h).max() ** 3:
             raise GeometryError("the calibration is singular (the points do not define a plane mapping)")
         h = h / h[2, 2] if abs(h[2, 2]) > _EPS else h
         mapped = _apply(h, img)
         err = float(np.sqrt(((mapped - gnd) ** 2).sum(axis=1).mean()))
-        return cls(h, err)
+        # Orientation: the sign of the mapping's Jacobian where the points are, det(H) / w^3 (the
+        # sign of det(H) alone depends on H's arbitrary scale).
+        w = float(np.r_[img.mean(axis=0), 1.0] @ h[2])
+        return cls(h, err, bool(np.linalg.det(h) * w**3 < 0))
 
     def to_ground(self, pts: Sequence[Point] | F64) -> F64:
         return _apply(self.matrix, np.asarray(pts, dtype=np.float64).reshape(-1, 2))
@@ -228,11 +221,6 @@ class Homography:
     def to_image(self, pts: Sequence[Point] | F64) -> F64:
         inv: F64 = np.asarray(np.linalg.inv(self.matrix), dtype=np.float64)
         return _apply(inv, np.asarray(pts, dtype=np.float64).reshape(-1, 2))
-
-    @property
-    def flips_orientation(self) -> bool:
-        """True when the mapping mirrors the plane (a clockwise image polygon is anticlockwise on the ground)."""
-        return bool(np.linalg.det(self.matrix) < 0)
 
 
 def _apply(h: F64, pts: F64) -> F64:

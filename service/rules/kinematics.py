@@ -41,7 +41,11 @@ class Motion:
 
 @dataclass
 class Kinematics:
-    """One track's ground motion; ``update(t, x, y)`` per processed frame, in time order."""
+    """One track's ground motion; ``update(t, x, y)`` per processed frame, in time order.
+
+    The window's sums are kept running (O(1) per update), times relative to the window's first
+    sample so they stay small; they are recomputed from the window every ``_REBASE`` updates.
+    """
 
     window_s: float = 1.0
     max_gap_s: float = 1.0
@@ -49,16 +53,38 @@ class Kinematics:
     _last: tuple[float, float] | None = None  # last smoothed position
     _last_t: float | None = None
     _known: bool = False  # the speed of the current window is known
+    _base: float = 0.0
+    _sums: list[float] = field(default_factory=lambda: [0.0] * 6)  # t, x, y, tt, tx, ty
+    _age: int = 0
     distance_m: float = 0.0
     max_speed_mps: float = 0.0
+    first_t: float | None = None
 
     def __post_init__(self) -> None:
         if not self.window_s > 0 or not self.max_gap_s > 0:
             raise ValueError("window_s and max_gap_s must be > 0")
 
+    def _rebase(self) -> None:
+        q = self._samples
+        self._base = q[0][0] if q else 0.0
+        b = self._base
+        self._sums = [0.0] * 6
+        s = self._sums
+        for t, x, y in q:
+            t -= b
+            s[0] += t
+            s[1] += x
+            s[2] += y
+            s[3] += t * t
+            s[4] += t * x
+            s[5] += t * y
+        self._age = 0
+
     def update(self, t: float, x: float, y: float) -> Motion:
         if self._last_t is not None and t <= self._last_t:
             raise ValueError(f"time must increase: {t} after {self._last_t}")
+        if self.first_t is None:
+            self.first_t = t
         q = self._samples
         prev_t = self._last_t
         if prev_t is not None and t - prev_t > self.max_gap_s:
@@ -68,27 +94,55 @@ class Kinematics:
                 self.distance_m += ((x - self._last[0]) ** 2 + (y - self._last[1]) ** 2) ** 0.5
             prev_t = None
         self._last_t = t
+        if not q:
+            self._base = t
+            self._sums = [0.0] * 6
+            self._age = 0
+        s = self._sums
         q.append((t, x, y))
-        while q and t - q[0][0] > self.window_s:
-            q.popleft()
+        r = t - self._base
+        s[0] += r
+        s[1] += x
+        s[2] += y
+        s[3] += r * r
+        s[4] += r * x
+        s[5] += r * y
+        while t - q[0][0] > self.window_s:
+            ot, ox, oy = q.popleft()
+            o = ot - self._base
+            s[0] -= o
+            s[1] -= ox
+            s[2] -= oy
+            s[3] -= o * o
+            s[4] -= o * ox
+            s[5] -= o * oy
+        self._age += 1
+        if self._age >= _REBASE:
+            self._rebase()
+            s = self._sums
         speed: float | None = None
         sx, sy = x, y
-        if len(q) >= 2:
-            n = len(q)
-            mt = sum(s[0] for s in q) / n
-            mx = sum(s[1] for s in q) / n
-            my = sum(s[2] for s in q) / n
-            stt = sum((s[0] - mt) ** 2 for s in q)
-            vx = sum((s[0] - mt) * (s[1] - mx) for s in q) / stt
-            vy = sum((s[0] - mt) * (s[2] - my) for s in q) / stt
-            sx, sy = mx + vx * (t - mt), my + vy * (t - mt)
-            if t - q[0][0] >= 0.5 * self.window_s:
-                speed = (vx * vx + vy * vy) ** 0.5
-                if not self._known:  # the fit's path over the window so far
-                    self.distance_m += speed * (t - q[0][0])
-                    self._known = True
-                elif prev_t is not None:
-                    self.distance_m += speed * (t - prev_t)
-                self.max_speed_mps = max(self.max_speed_mps, speed)
+        n = len(q)
+        if n >= 2:
+            mt, mx, my = s[0] / n, s[1] / n, s[2] / n
+            stt = s[3] - n * mt * mt
+            if stt > 0:
+                vx = (s[4] - n * mt * mx) / stt
+                vy = (s[5] - n * mt * my) / stt
+                rt = t - self._base - mt
+                sx, sy = mx + vx * rt, my + vy * rt
+                span = t - q[0][0]
+                if span >= 0.5 * self.window_s:
+                    speed = (vx * vx + vy * vy) ** 0.5
+                    if not self._known:  # the fit's path over the window so far
+                        self.distance_m += speed * span
+                        self._known = True
+                    elif prev_t is not None:
+                        self.distance_m += speed * (t - prev_t)
+                    if speed > self.max_speed_mps:
+                        self.max_speed_mps = speed
         self._last = (sx, sy)
         return Motion(sx, sy, speed, self.distance_m)
+
+
+_REBASE = 512

@@ -1,0 +1,654 @@
+"""Analytics on one stream's tracks: zones, counting lines, dwell, ground position, speed, distance.
+
+A rule like the others: fed each processed frame's tracks with the frame's time passed in, it
+returns per-track values and events; no I/O, no clock. The service (``StreamState``) and the
+offline loop (``track_video``) run the same code on the same inputs, so their numbers are equal.
+
+Config (``AnalyticsSpec``, a stream's ``analytics:`` section, ``PUT /streams/{id}/analytics``, or
+``trackcast track --analytics FILE``)::
+
+    anchor: bottom_center          # the point of a box that stands for the track (the feet)
+    anchors: {car: center}         # per class (COCO name or id)
+    speed_window_s: 1.0            # trailing least-squares window of the speed (service.rules.kinematics)
+    zones:
+      - {id: door, points: [[100, 400], [300, 400], [300, 700], [100, 700]], classes: [person], loiter_s: 30}
+    lines:
+      - {id: gate, points: [[0, 500], [1280, 500]], in_side: left, hysteresis_px: 4}
+    calibration:                   # >= 4 image <-> ground (metres) pairs on one plane
+      image: [[..], ..]
+      ground: [[..], ..]
+      max_error_m: 0.5
+
+Coordinates are source pixels, or fractions of the frame's width and height with ``relative:
+true`` on that zone, line or calibration. Exact semantics (the README's Analytics section
+repeats them for users):
+
+- **Anchor**: ``bottom_center`` ((x1+x2)/2, y2), ``center`` or ``top_center`` of the box.
+- **Time**: the frame's presentation time (pts); where it goes backwards or stands still (a file
+  looping, a camera reconnecting) the analytics clock advances by one frame period instead, so
+  dwell and speed never see negative time.
+- **In a zone**: the anchor inside the polygon or on its border. A track *enters* at the first
+  processed frame its anchor is in (``zone_entered``), *exits* at the first processed frame it is
+  seen out of it (``zone_exited``, reason ``left``, ``dwell_s`` = exit time - entry time). A track
+  that is not seen (occluded, missed) stays where it was last seen; if the tracker ends it while
+  inside, ``zone_exited`` comes with reason ``lost`` and ``dwell_s`` up to the last frame it was
+  seen. When the stream stops or the analytics are replaced, open visits exit with that reason.
+- **Loitering**: once per visit, at the first frame its dwell exceeds the zone's ``loiter_s``.
+- **Line crossing**: the anchor's path between processed frames meets the line segment (its
+  endpoints included) and the track goes from one side to the other. A side only counts once the
+  anchor is more than ``hysteresis_px`` from the line (perpendicular), so jitter on the line
+  never counts twice, and a track that touches the line and turns back (grazing) counts nothing.
+  The path is taken from the last point the track was clearly on its old side, so a frame gap or
+  a track re-found after an occlusion counts if the line lies between where it was and where it
+  is. ``in_side`` names the side, seen on the image from the first point towards the second,
+  that an ``in`` crossing ends on. The event's ``point`` is where the path meets the line.
+- **Ground, speed, distance** (with a calibration): the anchor mapped through the homography;
+  speed and distance from ``Kinematics`` (1 s trailing least-squares window by default; why in
+  its docstring). A point on or beyond the calibration's horizon has no ground position.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.errors import ConfigError
+from service.rules.geometry import GeometryError, Homography, Polygon, segments_intersect
+from service.rules.kinematics import Kinematics
+
+F64 = npt.NDArray[np.float64]
+Point = tuple[float, float]
+Anchor = Literal["bottom_center", "center", "top_center"]
+
+#: The 80 COCO classes, in the order of their ids (YOLOX's and ByteTrack's models use them).
+_COCO = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
+    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella "
+    "handbag tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard "
+    "surfboard tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange "
+    "broccoli carrot hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop "
+    "mouse remote keyboard cell_phone microwave oven toaster sink refrigerator book clock vase scissors "
+    "teddy_bear hair_drier toothbrush"
+)
+COCO_CLASSES = tuple(_COCO.split())
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def class_id(v: object) -> int:
+    """A class given as an id or a COCO name (``traffic light`` or ``traffic_light``)."""
+    if isinstance(v, bool):
+        raise ValueError(f"unknown class {v!r}")
+    if isinstance(v, int):
+        if not 0 <= v < 10_000:
+            raise ValueError(f"class id {v} is out of range (0-9999)")
+        return v
+    if isinstance(v, str):
+        name = v.strip().lower().replace(" ", "_")
+        if name.isdigit():
+            return class_id(int(name))
+        if name in COCO_CLASSES:
+            return COCO_CLASSES.index(name)
+        raise ValueError(f"unknown class {v!r}: give a class id (0 = person) or a COCO class name "
+                         "(person, car, truck, bicycle, sports_ball, ...)")  # fmt: skip
+    raise ValueError(f"unknown class {v!r}: give a class id or a COCO class name")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _check_id(v: str) -> str:
+    if not _ID.fullmatch(v):
+        raise ValueError("must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return v
+
+
+def _check_relative(points: Sequence[Point], relative: bool) -> None:
+    if relative:
+        for i, (x, y) in enumerate(points):
+            if not (0 <= x <= 1 and 0 <= y <= 1):
+                raise ValueError(f"point {i} ({x}, {y}) is not within 0-1 (relative: true)")
+
+
+class _Shape(_Spec):
+    id: str = Field(..., description="zone or line id (letters, digits, _ . -), in events and metrics")
+    relative: bool = Field(False, description="points are fractions (0-1) of the frame's width and height")
+    classes: list[int] | None = Field(None, description="class ids or COCO names it applies to (default all)")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return _check_id(v)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        if not isinstance(v, list) or not v:
+            raise ValueError("must be a non-empty list of class ids or COCO names")
+        return [class_id(c) for c in v]
+
+
+class ZoneSpec(_Shape):
+    points: list[Point] = Field(..., min_length=3, max_length=100, description="polygon vertices")
+    loiter_s: float | None = Field(None, gt=0, le=86400, description="a loitering event after this dwell")
+
+    @model_validator(mode="after")
+    def _shape(self) -> ZoneSpec:
+        _check_relative(self.points, self.relative)
+        try:
+            Polygon(tuple(self.points))
+        except GeometryError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class LineSpec(_Shape):
+    points: tuple[Point, Point] = Field(..., description="the line segment's two points")
+    in_side: Literal["left", "right"] = Field(
+        "left", description="side an 'in' crossing ends on, seen from the first point to the second"
+    )
+    hysteresis_px: float = Field(
+        4.0, ge=0, le=1000, description="a side counts only this far (pixels) beyond the line"
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> LineSpec:
+        _check_relative(self.points, self.relative)
+        (ax, ay), (bx, by) = self.points
+        if ax == bx and ay == by:
+            raise ValueError("a line needs two distinct points")
+        return self
+
+
+class CalibrationSpec(_Spec):
+    image: list[Point] = Field(..., min_length=4, max_length=100, description="image points (pixels)")
+    ground: list[Point] = Field(..., min_length=4, max_length=100, description="their ground points (metres)")
+    relative: bool = Field(False, description="image points are fractions (0-1) of the frame size")
+    max_error_m: float = Field(
+        0.5, gt=0, le=100, description="reject a fit whose reprojection error is larger"
+    )
+
+    @model_validator(mode="after")
+    def _fit(self) -> CalibrationSpec:
+        if len(self.image) != len(self.ground):
+            raise ValueError(f"{len(self.image)} image points but {len(self.ground)} ground points")
+        _check_relative(self.image, self.relative)
+        fit_homography(self, 1, 1)  # shape and degeneracy now; the error bound once the frame size is known
+        return self
+
+
+def fit_homography(cal: CalibrationSpec, width: int, height: int) -> Homography:
+    img = [(x * width, y * height) for x, y in cal.image] if cal.relative else list(cal.image)
+    try:
+        return Homography.fit(img, cal.ground)
+    except GeometryError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class AnalyticsSpec(_Spec):
+    zones: list[ZoneSpec] = Field(default_factory=list, max_length=64)
+    lines: list[LineSpec] = Field(default_factory=list, max_length=64)
+    calibration: CalibrationSpec | None = Field(None, description="image <-> ground (metres) pairs")
+    anchor: Anchor = Field("bottom_center", description="the box point that stands for a track")
+    anchors: dict[int, Anchor] = Field(default_factory=dict, description="anchor per class (id or COCO name)")
+    speed_window_s: float = Field(1.0, ge=0.2, le=10, description="speed: trailing least-squares window")
+
+    @field_validator("anchors", mode="before")
+    @classmethod
+    def _anchor_classes(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {class_id(k): a for k, a in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _unique(self) -> AnalyticsSpec:
+        for kind, items in (("zone", self.zones), ("line", self.lines)):
+            seen: set[str] = set()
+            for it in items:
+                if it.id in seen:
+                    raise ValueError(f"duplicate {kind} id {it.id!r}")
+                seen.add(it.id)
+        return self
+
+
+def _format(exc: ValidationError, origin: str) -> str:
+    parts = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc or '(top level)'}: {msg}")
+    return f"invalid analytics ({origin}): " + "; ".join(parts)
+
+
+def parse_analytics(raw: Any, origin: str = "analytics") -> AnalyticsSpec:
+    """An analytics section from YAML or JSON; ``ConfigError`` names the bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid analytics ({origin}): must be a mapping (zones:, lines:, calibration:)")
+    try:
+        return AnalyticsSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, origin)) from exc
+
+
+# ---------------------------------------------------------------------------------------- resolved
+
+
+@dataclass(frozen=True)
+class _Zone:
+    id: str
+    polygon: Polygon
+    classes: frozenset[int] | None
+    loiter_s: float | None
+
+
+@dataclass(frozen=True)
+class _Line:
+    id: str
+    a: Point
+    b: Point
+    classes: frozenset[int] | None
+    in_sign: int  # the sign of cross(b - a, p - a), image coordinates, on the "in" side
+    band: float
+    length: float
+
+
+def _scale(points: Sequence[Point], relative: bool, w: int, h: int) -> list[Point]:
+    return [(x * w, y * h) for x, y in points] if relative else [(float(x), float(y)) for x, y in points]
+
+
+def _inside_frame(key: str, points: Sequence[Point], w: int, h: int) -> None:
+    for i, (x, y) in enumerate(points):
+        if not (-0.5 <= x <= w + 0.5 and -0.5 <= y <= h + 0.5):
+            raise ConfigError(f"invalid analytics: {key}.points.{i}: ({x:g}, {y:g}) is outside the "
+                              f"{w}x{h} frame")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An ``AnalyticsSpec`` in one frame size's pixels, checked against it."""
+
+    spec: AnalyticsSpec
+    width: int
+    height: int
+    zones: tuple[_Zone, ...]
+    lines: tuple[_Line, ...]
+    homography: Homography | None
+    horizon_sign: float = 1.0  # sign of the homography's w on the calibrated side of the horizon
+
+    @classmethod
+    def of(cls, spec: AnalyticsSpec, width: int, height: int) -> Resolved:
+        """Raises ``ConfigError`` naming the key: a shape outside the frame, a calibration too far off."""
+        zones = []
+        for i, z in enumerate(spec.zones):
+            pts = _scale(z.points, z.relative, width, height)
+            _inside_frame(f"zones.{i} ({z.id})", pts, width, height)
+            zones.append(_Zone(z.id, Polygon(tuple(pts)), None if z.classes is None else frozenset(z.classes),
+                               z.loiter_s))  # fmt: skip
+        lines = []
+        for i, ln in enumerate(spec.lines):
+            (a, b) = _scale(ln.points, ln.relative, width, height)
+            _inside_frame(f"lines.{i} ({ln.id})", (a, b), width, height)
+            # On the image (y down), seen from a towards b, the right-hand side has cross > 0.
+            sign = 1 if ln.in_side == "right" else -1
+            lines.append(_Line(ln.id, a, b, None if ln.classes is None else frozenset(ln.classes), sign,
+                               ln.hysteresis_px, math.hypot(b[0] - a[0], b[1] - a[1])))  # fmt: skip
+        hom = None
+        if spec.calibration is not None:
+            cal = spec.calibration
+            img = _scale(cal.image, cal.relative, width, height)
+            _inside_frame("calibration.image", img, width, height)
+            try:
+                hom = Homography.fit(img, cal.ground)
+            except GeometryError as exc:
+                raise ConfigError(f"invalid analytics: calibration: {exc}") from None
+            if hom.reprojection_error_m > cal.max_error_m:
+                raise ConfigError(
+                    f"invalid analytics: calibration: reprojection error {hom.reprojection_error_m:.3f} m is "
+                    f"above max_error_m {cal.max_error_m:g} (a point pair is wrong, or the points are not on one plane)"
+                )
+        hsign = 1.0
+        if hom is not None:
+            w = np.c_[np.asarray(img), np.ones(len(img))] @ hom.matrix[2]
+            hsign = 1.0 if float(np.median(w)) > 0 else -1.0
+        return cls(spec, width, height, tuple(zones), tuple(lines), hom, hsign)
+
+
+# ---------------------------------------------------------------------------------------- engine
+
+
+@dataclass(slots=True)
+class _Visit:
+    t_enter: float
+    frame_enter: int
+    last_seen: float
+    loitered: bool = False
+
+
+@dataclass(slots=True)
+class _TrackState:
+    cls: int
+    first_t: float
+    last_t: float
+    kin: Kinematics | None
+    visits: dict[int, _Visit] = field(default_factory=dict)  # zone index -> open visit
+    sides: list[int] = field(default_factory=list)  # per line: -1, +1, 0 (not yet clear)
+    clear: list[Point | None] = field(default_factory=list)  # per line: last point clearly on its side
+    zone_s: dict[str, float] = field(default_factory=dict)  # closed visits' seconds per zone
+
+
+@dataclass(frozen=True, slots=True)
+class TrackTotals:
+    """A track's analytics once it ends (the offline summary's ``tracks`` list)."""
+
+    id: int
+    cls: int
+    seconds: float
+    distance_m: float | None
+    max_speed_mps: float | None
+    mean_speed_mps: float | None
+    zones: dict[str, float]
+
+
+#: Per track per frame: ``ground`` [x, y] m (calibration only), ``speed`` m/s or None, ``distance``
+#: m, ``zones`` ids. Plain dicts, merged into the tracks message's rows.
+TrackValues = dict[str, Any]
+
+
+class Analytics:
+    """One stream's analytics state: ``update`` per processed frame, in frame order."""
+
+    def __init__(self, resolved: Resolved, stream: str, since: float, frame_period_s: float = 1 / 30) -> None:
+        self.r = resolved
+        self.stream = stream
+        self.since = since
+        self.period = frame_period_s if frame_period_s > 0 else 1 / 30
+        self.tracks: dict[int, _TrackState] = {}
+        self.occupancy = [0] * len(resolved.zones)
+        self.entered = [0] * len(resolved.zones)
+        self.counts = [{"in": 0, "out": 0} for _ in resolved.lines]
+        self.frame = 0
+        self._t: float | None = None  # last frame's source time
+        self.clock = 0.0  # analytics time: increases by the source's time steps (or a frame period)
+        self.changed = True  # the state (occupancy, counts) changed since ``state()`` was last read
+        anchors = dict(resolved.spec.anchors)
+        self._anchor_default = resolved.spec.anchor
+        self._anchors = anchors
+        z = resolved.zones
+        # All zones' edges in one array: containment for every track and zone in a few numpy calls.
+        edges = [(zi, v[i], v[(i + 1) % len(v)]) for zi, zone in enumerate(z)
+                 for v in (zone.polygon.vertices,) for i in range(len(v))]  # fmt: skip
+        self._edge_zone = np.array([e[0] for e in edges], dtype=np.intp)
+        self._ea = np.array([e[1] for e in edges], dtype=np.float64).reshape(-1, 2)
+        self._eb = np.array([e[2] for e in edges], dtype=np.float64).reshape(-1, 2)
+        self._starts = np.array(
+            [0, *np.cumsum([len(zone.polygon.vertices) for zone in z])[:-1]], dtype=np.intp
+        )
+        if resolved.lines:
+            la = np.array([ln.a for ln in resolved.lines])
+            lb = np.array([ln.b for ln in resolved.lines])
+            self._ld = lb - la
+            self._la = la
+            self._llen = np.array([ln.length for ln in resolved.lines])
+
+    # ------------------------------------------------------------------ per frame
+    def anchors(self, boxes: F64, classes: Sequence[int]) -> F64:
+        """The anchor point of each box (N x 2)."""
+        x = (boxes[:, 0] + boxes[:, 2]) * 0.5
+        mode = [self._anchors.get(c, self._anchor_default) for c in classes] if self._anchors else None
+        if mode is None or all(m == self._anchor_default for m in mode):
+            y = _anchor_y(boxes, self._anchor_default)
+        else:
+            y = np.array([_anchor_y(boxes[i : i + 1], m)[0] for i, m in enumerate(mode)])
+        return np.stack([x, y], axis=1)
+
+    def _inside(self, pts: F64) -> npt.NDArray[np.bool_]:
+        """N x Z: anchor inside (or on the border of) each zone."""
+        n, nz = len(pts), len(self.r.zones)
+        if nz == 0 or n == 0:
+            return np.zeros((n, nz), dtype=bool)
+        px, py = pts[:, 0:1], pts[:, 1:2]
+        ax, ay, bx, by = self._ea[:, 0], self._ea[:, 1], self._eb[:, 0], self._eb[:, 1]
+        straddle = (ay > py) != (by > py)
+        dy = np.where(by == ay, 1.0, by - ay)
+        xint = ax + (py - ay) * (bx - ax) / dy
+        hits = (straddle & (px < xint)).astype(np.intp)
+        parity = np.add.reduceat(hits, self._starts, axis=1) % 2 == 1
+        cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
+        scale = np.maximum(1.0, np.abs(bx - ax) + np.abs(by - ay))
+        eps = 1e-9
+        on = ((np.abs(cross) <= eps * scale) & (np.minimum(ax, bx) - eps <= px) & (px <= np.maximum(ax, bx) + eps)
+              & (np.minimum(ay, by) - eps <= py) & (py <= np.maximum(ay, by) + eps))  # fmt: skip
+        border = np.add.reduceat(on.astype(np.intp), self._starts, axis=1) > 0
+        out: npt.NDArray[np.bool_] = parity | border
+        return out
+
+    def update(
+        self,
+        frame: int,
+        t: float | None,
+        ids: Sequence[int],
+        boxes: F64,
+        classes: Sequence[int],
+        ended: Sequence[int],
+        ts: float,
+    ) -> tuple[list[TrackValues], list[dict[str, Any]], list[TrackTotals]]:
+        """One processed frame: its source time ``t`` (None: one frame period after the last), the
+        active tracks (ids, boxes N x 4 in source pixels, classes), the ids the tracker ended at
+        this frame, and the wall clock ``ts`` for the events. Returns each active track's values
+        (in the order given), the events, and the totals of the tracks that ended."""
+        self.frame = frame
+        if self._t is None:
+            self.clock = 0.0
+        else:
+            dt = (t - self._t) if t is not None else 0.0
+            self.clock += dt if dt > 0 else self.period
+        if t is not None:
+            self._t = t
+        elif self._t is not None:
+            self._t += self.period
+        else:
+            self._t = 0.0
+        now = self.clock
+        events: list[dict[str, Any]] = []
+        r = self.r
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        pts = self.anchors(boxes, classes)
+        inside = self._inside(pts).tolist()
+        ground: list[list[float] | None] | None = None
+        if r.homography is not None:
+            ground = _to_ground(r.homography.matrix, pts, r.horizon_sign)
+        signed: list[list[float]] | None = None
+        if r.lines:
+            d = pts[:, None, :] - self._la[None, :, :]
+            signed = (
+                (self._ld[None, :, 0] * d[:, :, 1] - self._ld[None, :, 1] * d[:, :, 0]) / self._llen
+            ).tolist()
+        pts_l = pts.tolist()
+        values: list[TrackValues] = []
+        window = r.spec.speed_window_s
+        for i, tid in enumerate(ids):
+            c = int(classes[i])
+            st = self.tracks.get(tid)
+            if st is None:
+                kin = Kinematics(window, max(1.0, window)) if r.homography is not None else None
+                st = _TrackState(c, now, now, kin, sides=[0] * len(r.lines), clear=[None] * len(r.lines))
+                self.tracks[tid] = st
+            st.last_t = now
+            p = pts_l[i]
+            v: TrackValues = {}
+            if st.kin is not None and ground is not None:
+                g = ground[i]
+                if g is not None:
+                    m = st.kin.update(now, g[0], g[1])
+                    v["ground"] = [round(m.x, 3), round(m.y, 3)]
+                    v["speed"] = None if m.speed_mps is None else round(m.speed_mps, 3)
+                    v["distance"] = round(m.distance_m, 3)
+                else:
+                    v["ground"] = None
+                    v["speed"] = None
+                    v["distance"] = round(st.kin.distance_m, 3)
+            zin: list[str] = []
+            row = inside[i]
+            for zi, zone in enumerate(r.zones):
+                if zone.classes is not None and c not in zone.classes:
+                    continue
+                visit = st.visits.get(zi)
+                if row[zi]:
+                    zin.append(zone.id)
+                    if visit is None:
+                        st.visits[zi] = _Visit(now, frame, now)
+                        self.occupancy[zi] += 1
+                        self.entered[zi] += 1
+                        self.changed = True
+                        events.append(self._event("zone_entered", tid, c, ts, zone=zone.id, point=_r2(p),
+                                                  ground=_g(ground, i)))  # fmt: skip
+                    else:
+                        visit.last_seen = now
+                        if (
+                            zone.loiter_s is not None
+                            and not visit.loitered
+                            and now - visit.t_enter > zone.loiter_s
+                        ):
+                            visit.loitered = True
+                            events.append(self._event("loitering", tid, c, ts, zone=zone.id,
+                                                      dwell_s=round(now - visit.t_enter, 3)))  # fmt: skip
+                elif visit is not None:
+                    events.append(self._exit(tid, st, zi, now, "left", ts))
+            v["zones"] = zin
+            if signed is not None:
+                srow = signed[i]
+                for li, line in enumerate(r.lines):
+                    if line.classes is not None and c not in line.classes:
+                        continue
+                    sd = srow[li]
+                    if -line.band <= sd <= line.band:
+                        continue  # in the band: the track keeps the side it had
+                    s = 1 if sd > 0 else -1
+                    prev, start = st.sides[li], st.clear[li]
+                    st.sides[li], st.clear[li] = s, (p[0], p[1])
+                    if prev == 0 or prev == s or start is None:
+                        continue
+                    q = (p[0], p[1])
+                    if not segments_intersect(start, q, line.a, line.b):
+                        continue  # went round the end of the line
+                    direction = "in" if s == line.in_sign else "out"
+                    self.counts[li][direction] += 1
+                    self.changed = True
+                    hit = _intersection(start, q, line.a, line.b)
+                    events.append(self._event("line_crossed", tid, c, ts, line=line.id, direction=direction,
+                                              point=_r2(hit), ground=self._ground_of(hit),
+                                              speed_mps=v.get("speed")))  # fmt: skip
+            values.append(v)
+        totals = [self._end(tid, "lost", ts, events) for tid in ended if tid in self.tracks]
+        return values, events, totals
+
+    def end_all(self, reason: str, ts: float) -> tuple[list[dict[str, Any]], list[TrackTotals]]:
+        """Every track ends (the stream stops, the tracker restarts, the analytics are replaced)."""
+        events: list[dict[str, Any]] = []
+        totals = [self._end(tid, reason, ts, events) for tid in list(self.tracks)]
+        return events, totals
+
+    # ------------------------------------------------------------------ helpers
+    def _event(self, kind: str, tid: int, cls: int, ts: float, **kw: Any) -> dict[str, Any]:
+        return {"v": 1, "stream": self.stream, "event": kind, "id": tid, "class": cls, "frame": self.frame,
+                "ts": ts, **kw}  # fmt: skip
+
+    def _exit(
+        self, tid: int, st: _TrackState, zi: int, until: float, reason: str, ts: float
+    ) -> dict[str, Any]:
+        visit = st.visits.pop(zi)
+        zone = self.r.zones[zi]
+        dwell = max(0.0, until - visit.t_enter)
+        st.zone_s[zone.id] = st.zone_s.get(zone.id, 0.0) + dwell
+        self.occupancy[zi] -= 1
+        self.changed = True
+        return self._event("zone_exited", tid, st.cls, ts, zone=zone.id, reason=reason, dwell_s=round(dwell, 3),
+                           entered_frame=visit.frame_enter)  # fmt: skip
+
+    def _end(self, tid: int, reason: str, ts: float, events: list[dict[str, Any]]) -> TrackTotals:
+        st = self.tracks.pop(tid)
+        for zi in sorted(st.visits):
+            events.append(self._exit(tid, st, zi, st.visits[zi].last_seen, reason, ts))
+        secs = st.last_t - st.first_t
+        k = st.kin
+        dist = None if k is None else k.distance_m
+        mean = None if dist is None or secs <= 0 else dist / secs
+        return TrackTotals(
+            tid, st.cls, secs, dist, None if k is None else k.max_speed_mps, mean, dict(st.zone_s)
+        )
+
+    def _ground_of(self, p: Point) -> list[float] | None:
+        h = self.r.homography
+        if h is None:
+            return None
+        g = _to_ground(h.matrix, np.array([p]), self.r.horizon_sign)[0]
+        return None if g is None else [round(g[0], 3), round(g[1], 3)]
+
+    def state(self, ts: float) -> dict[str, Any]:
+        """The retained ``<stream>/analytics`` payload: occupancy and line counts since ``since``."""
+        self.changed = False
+        h = self.r.homography
+        return {
+            "v": 1,
+            "stream": self.stream,
+            "since": round(self.since, 3),
+            "ts": round(ts, 3),
+            "frame": self.frame,
+            "zones": {
+                z.id: {"occupancy": self.occupancy[i], "entered": self.entered[i]}
+                for i, z in enumerate(self.r.zones)
+            },
+            "lines": {ln.id: dict(self.counts[i]) for i, ln in enumerate(self.r.lines)},
+            "calibration": None if h is None else {"reprojection_error_m": round(h.reprojection_error_m, 4)},
+        }
+
+
+def _anchor_y(boxes: F64, mode: str) -> F64:
+    if mode == "bottom_center":
+        return boxes[:, 3]
+    if mode == "top_center":
+        return boxes[:, 1]
+    out: F64 = (boxes[:, 1] + boxes[:, 3]) * 0.5
+    return out
+
+
+def _to_ground(h: F64, pts: F64, sign: float) -> list[list[float] | None]:
+    """Image points on the ground; None for a point on or beyond the calibration's horizon."""
+    if len(pts) == 0:
+        return []
+    p = np.c_[pts, np.ones(len(pts))] @ h.T
+    w = p[:, 2] * sign
+    ok = w > 1e-9 * np.abs(p[:, :2]).max(axis=1).clip(1.0)
+    g = p[:, :2] / np.where(ok, p[:, 2], 1.0)[:, None]
+    return [xy if good else None for xy, good in zip(g.tolist(), ok.tolist(), strict=True)]
+
+
+def _g(ground: list[list[float] | None] | None, i: int) -> list[float] | None:
+    if ground is None or ground[i] is None:
+        return None
+    g = ground[i]
+    assert g is not None
+    return [round(g[0], 3), round(g[1], 3)]
+
+
+def _r2(p: Sequence[float]) -> list[float]:
+    return [round(float(p[0]), 2), round(float(p[1]), 2)]
+
+
+def _intersection(p: Point, q: Point, a: Point, b: Point) -> Point:
+    """Where segment p-q meets the line through a-b (p and q are on opposite sides)."""
+    d1 = (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+    d2 = (b[0] - a[0]) * (q[1] - a[1]) - (b[1] - a[1]) * (q[0] - a[0])
+    s = d1 / (d1 - d2) if d1 != d2 else 0.5
+    return (p[0] + s * (q[0] - p[0]), p[1] + s * (q[1] - p[1]))

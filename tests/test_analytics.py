@@ -1,0 +1,265 @@
+"""Analytics rules (service/rules/analytics.py): config checks, event semantics, ground truth.
+
+Unit tests, no I/O. The ground truth is the synthetic ground-plane scene
+(service/media/ground_scene.py): a camera at an angle, people on known paths; the tracker is fed
+the scene's boxes (or those boxes jittered) and the analytics' numbers are compared with the
+scene's true speeds, path lengths, line crossings and stays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.errors import ConfigError
+from service.media.ground_scene import GroundScene
+from service.rules.analytics import Analytics, Resolved, parse_analytics
+from tracker import ByteTracker, TrackerConfig
+
+pytestmark = pytest.mark.unit
+
+SQUARE = [[100, 100], [300, 100], [300, 300], [100, 300]]
+
+
+def engine(raw: dict[str, Any], w: int = 1280, h: int = 720, period: float = 0.04) -> Analytics:
+    return Analytics(Resolved.of(parse_analytics(raw), w, h), "cam", since=0.0, frame_period_s=period)
+
+
+def box_at(x: float, y: float) -> list[float]:
+    """A 20x40 box whose bottom centre (the default anchor) is (x, y)."""
+    return [x - 10, y - 40, x + 10, y]
+
+
+def feed(a: Analytics, path: list[tuple[float, float] | None], tid: int = 1, cls: int = 0,
+         end_at: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """One track along ``path`` (None: not seen that frame), frame i at t = i * 0.04."""
+    events = []
+    for i, p in enumerate(path, start=1):
+        ids, boxes = ([tid], np.array([box_at(*p)])) if p is not None else ([], np.zeros((0, 4)))
+        ended = [tid] if end_at == i else []
+        _, ev, _ = a.update(i, i * 0.04, ids, boxes, [cls] * len(ids), ended, ts=1000.0 + i)
+        events += ev
+    return events
+
+
+# ---------------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "says"),
+    [
+        ({"zones": [{"id": "z", "points": [[0, 0], [10, 10], [10, 0], [0, 10]]}]}, "zones.0", "intersects itself"),
+        ({"zones": [{"id": "z", "points": [[0, 0], [10, 10]]}]}, "zones.0.points", "at least 3"),
+        ({"zones": [{"id": "z", "points": SQUARE, "classes": ["unicorn"]}]}, "zones.0.classes", "unknown class"),
+        ({"zones": [{"id": "z", "points": [[0, 0], [2, 0], [0, 2]], "relative": True}]}, "zones.0", "within 0-1"),
+        ({"zones": [{"id": "a b", "points": SQUARE}]}, "zones.0.id", "letters"),
+        ({"zones": [{"id": "z", "points": SQUARE}, {"id": "z", "points": SQUARE}]}, "", "duplicate zone id"),
+        ({"lines": [{"id": "l", "points": [[5, 5], [5, 5]]}]}, "lines.0", "two distinct"),
+        ({"lines": [{"id": "l", "points": [[0, 0], [9, 9]], "in_side": "up"}]}, "lines.0.in_side", "left"),
+        ({"calibration": {"image": [[0, 0], [1, 0], [0, 1]], "ground": [[0, 0], [1, 0], [0, 1]]}},
+         "calibration.image", "at least 4"),
+        ({"calibration": {"image": [[0, 0], [1, 1], [2, 2], [3, 3]], "ground": [[0, 0], [1, 0], [1, 1], [0, 1]]}},
+         "calibration", "degenerate"),
+        ({"zone": []}, "zone", "unknown key"),
+        ({"speed_window_s": 0}, "speed_window_s", "greater than or equal"),
+        ({"anchors": {"person": "feet"}}, "anchors.0", "bottom_center"),
+    ],
+)  # fmt: skip
+def test_bad_analytics_name_the_key(raw: dict[str, Any], key: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_analytics(raw)
+    msg = str(err.value)
+    assert says in msg and (key + ":" in msg or not key), msg
+
+
+def test_frame_size_checks_name_the_shape() -> None:
+    with pytest.raises(
+        ConfigError, match=r"zones\.0 \(door\)\.points\.1: \(1500, 100\) is outside the 1280x720"
+    ):
+        engine({"zones": [{"id": "door", "points": [[100, 100], [1500, 100], [300, 300]]}]})
+    # relative coordinates scale with the frame
+    a = engine({"zones": [{"id": "z", "points": [[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]], "relative": True}]})
+    assert a.r.zones[0].polygon.vertices[2] == (640.0, 360.0)
+    # a calibration whose pairs disagree (one ground point wrong by 5 m)
+    good = GroundScene().analytics()["calibration"]
+    bad = {**good, "ground": [list(g) for g in good["ground"]]}
+    bad["ground"][3][0] += 5
+    with pytest.raises(ConfigError, match=r"reprojection error .* above max_error_m"):
+        engine({"calibration": bad})
+    assert engine({"calibration": good}).r.homography is not None
+
+
+def test_class_names_and_ids() -> None:
+    spec = parse_analytics({"zones": [{"id": "z", "points": SQUARE, "classes": ["person", "traffic light", 2]}],
+                            "anchors": {"car": "center"}})  # fmt: skip
+    assert spec.zones[0].classes == [0, 9, 2] and spec.anchors == {2: "center"}
+
+
+# ---------------------------------------------------------------------------------------- semantics
+
+
+def test_zone_enter_exit_dwell_and_loitering_once_per_visit() -> None:
+    a = engine({"zones": [{"id": "z", "points": SQUARE, "loiter_s": 0.5}]})
+    path = [(50.0, 200.0)] * 2 + [(200.0, 200.0)] * 20 + [(50.0, 200.0)] * 2 + [(200.0, 200.0)] * 3
+    ev = feed(a, path)
+    kinds = [(e["event"], e["frame"]) for e in ev]
+    # in at frame 3, loitering when the dwell first exceeds 0.5 s (frame 3 + 13), out at 23
+    assert kinds == [("zone_entered", 3), ("loitering", 16), ("zone_exited", 23), ("zone_entered", 25)]
+    assert ev[2]["dwell_s"] == pytest.approx(20 * 0.04) and ev[2]["reason"] == "left"
+    assert a.occupancy == [1] and a.entered == [2]
+
+
+def test_a_track_not_seen_stays_inside_and_ends_lost_with_dwell_to_its_last_sighting() -> None:
+    a = engine({"zones": [{"id": "z", "points": SQUARE}]})
+    ev = feed(a, [(200.0, 200.0)] * 5 + [None] * 10, end_at=15)
+    assert [e["event"] for e in ev] == ["zone_entered", "zone_exited"]
+    assert ev[1]["reason"] == "lost" and ev[1]["dwell_s"] == pytest.approx(4 * 0.04) and ev[1]["frame"] == 15
+    assert a.occupancy == [0] and not a.tracks
+
+
+def test_points_on_the_border_are_inside_and_classes_filter() -> None:
+    a = engine({"zones": [{"id": "z", "points": SQUARE, "classes": ["car"]}]})
+    assert feed(a, [(100.0, 200.0)], cls=0) == []  # a person: not this zone's class
+    ev = feed(engine({"zones": [{"id": "z", "points": SQUARE}]}), [(100.0, 200.0), (300.0, 300.0)])
+    assert [e["event"] for e in ev] == ["zone_entered"]  # on an edge, then on a vertex: inside
+
+
+def test_line_direction_as_seen_on_the_image() -> None:
+    # a line drawn left to right across the image; seen from its first point, "left" is up
+    a = engine({"lines": [{"id": "l", "points": [[0, 400], [1280, 400]], "in_side": "left"}]})
+    ev = feed(a, [(600.0, 500.0), (600.0, 300.0), (600.0, 500.0)])
+    assert [(e["direction"], e["frame"], e["point"]) for e in ev] == [("in", 2, [600.0, 400.0]),
+                                                                      ("out", 3, [600.0, 400.0])]  # fmt: skip
+    assert a.counts == [{"in": 1, "out": 1}]
+
+
+def test_jitter_grazing_gaps_and_the_line_end() -> None:
+    a = engine({"lines": [{"id": "l", "points": [[100, 400], [900, 400]], "hysteresis_px": 4}]})
+    jitter = [(500.0, 420.0)] + [(500.0, 400.0 + d) for d in (3, -3, 2, -3.9, 3.5, -1)] + [(500.0, 430.0)]
+    assert feed(a, jitter) == []  # within the band: nothing, and it stays on its side
+    assert feed(a, [(500.0, 420.0), (500.0, 401.0), (500.0, 425.0)], tid=2) == []  # a graze
+    # a gap: last seen below, re-found above: the line lies between, counted once
+    ev = feed(a, [(500.0, 420.0), None, None, None, (520.0, 360.0)], tid=3)
+    assert [e["direction"] for e in ev] == ["in"]
+    # round the end of the line: changes side without meeting the segment
+    assert feed(a, [(950.0, 420.0), (950.0, 380.0), (700.0, 380.0)], tid=4) == []
+    # an exact endpoint counts
+    assert [e["line"] for e in feed(a, [(900.0, 420.0), (900.0, 380.0)], tid=5)] == ["l"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-3.99, 3.99), min_size=1, max_size=40), st.booleans())
+def test_any_jitter_in_the_band_counts_nothing_and_a_passage_counts_once(
+    ys: list[float], cross: bool
+) -> None:
+    a = engine({"lines": [{"id": "l", "points": [[100, 400], [900, 400]], "hysteresis_px": 4}]})
+    path = [(500.0, 450.0)] + [(500.0, 400.0 + y) for y in ys] + [(500.0, 350.0 if cross else 450.0)]
+    assert len(feed(a, path)) == int(cross)
+
+
+def test_time_that_goes_back_advances_one_frame_period() -> None:
+    a = engine({"zones": [{"id": "z", "points": SQUARE}]}, period=0.04)
+    for i, t in enumerate([10.0, 10.04, 10.08, 0.0, 0.04], start=1):  # a looping file restarts its pts
+        box = np.array([box_at(200, 200) if i < 5 else box_at(50, 50)])
+        _, ev, _ = a.update(i, t, [1], box, [0], [], ts=0.0)
+    assert a.clock == pytest.approx(0.16)
+    assert ev[0]["dwell_s"] == pytest.approx(0.16)
+
+
+def test_a_homography_that_flips_orientation_maps_and_measures_the_same() -> None:
+    scene = GroundScene()
+    raw = scene.analytics()
+    mirrored = {**raw["calibration"], "ground": [[-x, y] for x, y in raw["calibration"]["ground"]]}
+    a = engine({"calibration": mirrored})
+    b = engine({"calibration": raw["calibration"]})
+    assert a.r.homography is not None and b.r.homography is not None
+    # image y grows towards the camera, ground y away from it: the scene's own mapping mirrors
+    assert b.r.homography.flips_orientation and not a.r.homography.flips_orientation
+    ids, boxes, truth = scene.frame(50)
+    va, _, _ = a.update(1, 0.0, ids, boxes, [0] * len(ids), [], 0.0)
+    for v, pid in zip(va, ids, strict=True):
+        assert v["ground"] == pytest.approx([-truth[pid][0], truth[pid][1]], abs=1e-3)
+
+
+# ---------------------------------------------------------------------------------------- ground truth
+
+
+def run_scene(jitter: float = 0.0, seed: int = 1) -> dict[str, Any]:
+    """The scene's boxes (jittered by up to ``jitter`` px, seeded) through ByteTrack and the analytics."""
+    scene = GroundScene()
+    a = engine(scene.analytics(), period=1 / scene.fps)
+    tracker = ByteTracker(TrackerConfig(frame_rate=scene.fps))
+    rng = np.random.default_rng(seed)
+    rows: dict[int, list[tuple[int, int, dict[str, Any]]]] = {}
+    events: list[dict[str, Any]] = []
+    for i in range(1, scene.frames + 1):
+        ids, boxes, _truth = scene.frame(i)
+        noisy = boxes + rng.uniform(-jitter, jitter, boxes.shape) if jitter else boxes
+        tr = tracker.update(np.c_[noisy, np.full(len(ids), 0.9)], frame_index=i)
+        values, ev, _ = a.update(i, scene.time(i), tr.ids.tolist(), tr.xyxy, tr.classes.tolist(),
+                                 tr.ended_ids.tolist(), ts=0.0)  # fmt: skip
+        events += ev
+        for tid, box, v in zip(tr.ids.tolist(), tr.xyxy, values, strict=True):
+            pid = ids[int(np.argmin(np.abs(noisy - box).sum(axis=1)))]  # the person under the box
+            rows.setdefault(tid, []).append((i, pid, v))
+    ev, _ = a.end_all("end of clip", 0.0)
+    events += ev
+    owner = {tid: r[0][1] for tid, r in rows.items()}
+    assert all(p == owner[tid] for tid, r in rows.items() for _, p, _ in r), "an identity switch"
+    assert sorted(owner.values()) == [p.id for p in scene.people]
+    speed_err = [abs(v["speed"] - scene.truth(i)[pid][2]) / scene.truth(i)[pid][2]
+                 for r in rows.values() for i, pid, v in r
+                 if v["speed"] is not None and scene.steady(pid, i, 1.0)]  # fmt: skip
+    dist_err = {owner[tid]: r[-1][2]["distance"] / scene.path_length(owner[tid], r[0][0], r[-1][0]) - 1
+                for tid, r in rows.items()}  # fmt: skip
+    return {"scene": scene, "events": events, "owner": owner, "speed_err": speed_err, "dist_err": dist_err}
+
+
+def test_ground_truth_speed_distance_crossings_and_dwell() -> None:
+    out = run_scene()
+    scene, owner = out["scene"], out["owner"]
+    assert len(out["speed_err"]) > 500
+    assert float(np.median(out["speed_err"])) <= 0.05
+    for pid, err in out["dist_err"].items():
+        assert abs(err) <= 0.03, f"person {pid}: distance off by {err:.1%}"
+    got = [
+        (owner[e["id"]], e["frame"], e["direction"]) for e in out["events"] if e["event"] == "line_crossed"
+    ]
+    want = scene.crossings()
+    assert [(p, d) for p, _, d in sorted(got)] == [(p, d) for p, _, d in sorted(want)]  # each once, its way
+    for (_, fg, _), (_, fw, _) in zip(sorted(got), sorted(want), strict=True):
+        assert abs(fg - fw) <= 2
+    exits = [e for e in out["events"] if e["event"] == "zone_exited"]
+    visits = scene.visits(12, 16, 16, 20)
+    assert len(exits) == len(visits) == 1
+    (pid, first, after) = visits[0]
+    assert owner[exits[0]["id"]] == pid and exits[0]["reason"] == "left"
+    assert abs(exits[0]["dwell_s"] - (after - first) / scene.fps) <= 2 / scene.fps
+    loiter = [e for e in out["events"] if e["event"] == "loitering"]
+    assert len(loiter) == 1 and abs(loiter[0]["frame"] - (first + 3 * scene.fps)) <= 2
+
+
+def test_jittered_boxes_speed_within_8_percent() -> None:
+    out = run_scene(jitter=2.0, seed=7)
+    assert float(np.median(out["speed_err"])) <= 0.08
+    crossings = [e for e in out["events"] if e["event"] == "line_crossed"]
+    assert len(crossings) == len(out["scene"].crossings())
+
+
+def test_speed_unknown_until_half_a_window_and_distance_of_a_stand_still() -> None:
+    a = engine(GroundScene().analytics(), period=0.04)
+    scene = GroundScene()
+    ids, boxes, _ = scene.frame(1)
+    rng = np.random.default_rng(0)
+    speeds, dist = [], 0.0
+    for i in range(1, 251):  # ten seconds of standing still, with 2 px of jitter
+        v, _, _ = a.update(i, i * 0.04, ids[:1], boxes[:1] + rng.uniform(-2, 2, (1, 4)), [0], [], 0.0)
+        speeds.append(v[0]["speed"])
+        dist = v[0]["distance"]
+    assert speeds[:11] == [None] * 11 and speeds[13] is not None  # known once the window spans 0.5 s
+    assert dist < 1.0 and math.isfinite(dist)
