@@ -71,13 +71,7 @@ class Kinematics:
         self._sums = [0.0] * 6
         s = self._sums
         for t, x, y in q:
-            t -= b
-            s[0] += t
-            s[1] += x
-            s[2] += y
-            s[3] += t * t
-            s[4] += t * x
-            s[5] += t * y
+            _accumulate(s, t - b, x, y, 1.0)
         self._age = 0
 
     def update(self, t: float, x: float, y: float) -> Motion:
@@ -100,22 +94,10 @@ class Kinematics:
             self._age = 0
         s = self._sums
         q.append((t, x, y))
-        r = t - self._base
-        s[0] += r
-        s[1] += x
-        s[2] += y
-        s[3] += r * r
-        s[4] += r * x
-        s[5] += r * y
+        _accumulate(s, t - self._base, x, y, 1.0)
         while t - q[0][0] > self.window_s:
             ot, ox, oy = q.popleft()
-            o = ot - self._base
-            s[0] -= o
-            s[1] -= ox
-            s[2] -= oy
-            s[3] -= o * o
-            s[4] -= o * ox
-            s[5] -= o * oy
+            _accumulate(s, ot - self._base, ox, oy, -1.0)
         self._age += 1
         if self._age >= _REBASE:
             self._rebase()
@@ -146,3 +128,13 @@ class Kinematics:
 
 
 _REBASE = 512
+
+
+def _accumulate(s: list[float], r: float, x: float, y: float, k: float) -> None:
+    """Add (k = 1) or remove (k = -1) a sample at relative time ``r`` from the window's sums."""
+    s[0] += k * r
+    s[1] += k * x
+    s[2] += k * y
+    s[3] += k * r * r
+    s[4] += k * r * x
+    s[5] += k * r * y
