@@ -236,4 +236,8 @@ class Service:
             "frames_processed": s.n_processed,
             "active_tracks": 0 if s.last_tracks is None else len(s.last_tracks),
             "latency": s.latency_quantiles(),
-        }
+            "analytics": None
+            if s.analytics_spec is None
+            else {"zones": len(s.analytics_spec.zones), "lines": len(s.analytics_spec.lines),
+                  "calibrated": s.analytics_spec.calibration is not None, "error": s.analytics_error},
+        }  # fmt: skip

@@ -291,21 +291,42 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analytics_file(path: str) -> Any:
+    """An analytics file (YAML or JSON, a stream's ``analytics:`` section); errors name the key."""
+    import yaml
+
+    from service.errors import ConfigError
+    from service.rules.analytics import parse_analytics
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise CliError(f"cannot read analytics file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise CliError(f"analytics file {path} is not valid YAML: {exc}") from exc
+    try:
+        return parse_analytics(raw, path)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def cmd_track(args: argparse.Namespace) -> int:
     """Detect and track every frame of a video, in order: MOT results, optional annotated video."""
     from detector_client import DetectorError
-    from service.errors import SourceError
+    from service.errors import ConfigError, SourceError
     from service.media.offline import track_video
 
     cfg = _tracker_config(args)
+    analytics = _analytics_file(args.analytics) if args.analytics else None
     _outputs(args.out, args.out_video, args.summary)
     det = _detector_from_args(args)
     try:
         summary = track_video(
             args.video, det, cfg, args.out, frame_rate=args.frame_rate, out_video=args.out_video,
             summary_path=args.summary, max_frames=args.max_frames, progress=not args.no_progress,
+            analytics=analytics,
         )  # fmt: skip
-    except (SourceError, DetectorError) as exc:
+    except (SourceError, DetectorError, ConfigError) as exc:
         raise CliError(str(exc)) from exc
     finally:
         det.close()
@@ -509,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="MOT results: frame,id,x,y,w,h,score,-1,-1,-1")
     p.add_argument("--out-video", default=None, help="annotated video (H.264 MP4): boxes, IDs, trails")
     p.add_argument("--summary", default=None, help="JSON summary")
+    p.add_argument("--analytics", default=None, metavar="FILE",
+                   help="zones, lines, calibration (YAML, a stream's analytics: section): writes "
+                        "<out>.analytics.csv and <out>.events.jsonl, adds tracks/lines/zones to the summary")  # fmt: skip
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
     _add_detector_args(p)

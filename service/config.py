@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from detector_client.config import DetectorConfig, MotionDetectorConfig
 from service.errors import ConfigError, redact_url
+from service.rules.analytics import AnalyticsSpec
 
 #: Stream ids and the instance name (in topics, metric labels, URLs): matched against the whole
 #: string (``fullmatch``: a trailing newline is not "the end").
@@ -188,6 +189,10 @@ class StreamConfig(_Section):
     )
     reconnect_min_s: float = Field(1.0, gt=0, le=3600)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    analytics: AnalyticsSpec | None = Field(
+        None,
+        description="zones, lines, calibration (README: Analytics); also GET/PUT /streams/{id}/analytics",
+    )
 
     @field_validator("id")
     @classmethod
@@ -277,7 +282,7 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
             for x in e["loc"]
             if not (isinstance(x, str) and x in ("onnx", "sagemaker", "motion", "fake"))
         )
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         parts.append(f"{loc or '(top level)'}: {msg}")

@@ -15,6 +15,7 @@ from service.app import Service
 from service.config import parse_stream
 from service.errors import ConfigError, StreamExists, UnknownStream, WhipError
 from service.liveview import LiveView, add_routes
+from service.rules.analytics import parse_analytics
 
 log = logging.getLogger(__name__)
 SERVICE_KEY: web.AppKey[Any] = web.AppKey("service", object)
@@ -102,6 +103,34 @@ async def delete_stream(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def get_analytics(request: web.Request) -> web.Response:
+    svc: Service = request.app[SERVICE_KEY]
+    s = svc.streams.get(request.match_info["id"])
+    if s is None:
+        return _error(404, f"no stream {request.match_info['id']!r}")
+    return web.json_response(s.analytics_view())
+
+
+async def put_analytics(request: web.Request) -> web.Response:
+    """Replace a stream's analytics (``{}`` removes them); a rejected body leaves the old ones running."""
+    svc: Service = request.app[SERVICE_KEY]
+    s = svc.streams.get(request.match_info["id"])
+    if s is None:
+        return _error(404, f"no stream {request.match_info['id']!r}")
+    try:
+        raw = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return _error(
+            400, 'body must be a JSON object like {"zones": [...], "lines": [...], "calibration": {...}}'
+        )
+    try:
+        s.set_analytics(parse_analytics(raw, f"stream {s.id}"))
+    except ConfigError as exc:
+        return _error(400, str(exc))
+    log.info("stream %s: analytics replaced", s.id)
+    return web.json_response(s.analytics_view())
+
+
 def _whip_error(exc: WhipError) -> web.Response:
     return _error(exc.status, str(exc))
 
@@ -182,6 +211,8 @@ def make_app(svc: Service) -> web.Application:
     app.router.add_post("/streams", add_stream)
     app.router.add_get("/streams/{id}", get_stream)
     app.router.add_delete("/streams/{id}", delete_stream)
+    app.router.add_get("/streams/{id}/analytics", get_analytics)
+    app.router.add_put("/streams/{id}/analytics", put_analytics)
     app.router.add_post("/whip/{id}", whip_post)
     app.router.add_route("OPTIONS", "/whip/{id}", whip_options)
     app.router.add_delete("/whip/{id}", whip_delete)  # the current session (before sessions had a resource)

@@ -8,7 +8,8 @@ same type, validated. ``python -m service.messages`` writes one JSON Schema per 
 Topics under ``<prefix>/``::
 
     <stream>/tracks            TracksMessage, one per processed frame, in frame order (QoS 0 by default)
-    <stream>/events            TrackStarted | TrackEnded (QoS 1)
+    <stream>/events            TrackStarted | TrackEnded | ZoneEntered | ZoneExited | Loitering | LineCrossed (QoS 1)
+    <stream>/analytics         AnalyticsState, retained (streams with analytics)
     <stream>/status            StreamStatus, retained
     service/<instance>/status  ServiceStatus, retained; also the MQTT last will
 
@@ -29,8 +30,24 @@ SCHEMA_VERSION = 1
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 # "class" is a keyword, hence the functional form for the types that carry it.
-TrackRow = TypedDict("TrackRow", {"id": int, "box": list[float], "score": float, "class": int})
-TrackRow.__doc__ = "One track in a frame: its id, box (x1, y1, x2, y2 in source pixels), score, class."
+TrackRow = TypedDict(
+    "TrackRow",
+    {
+        "id": int,
+        "box": list[float],
+        "score": float,
+        "class": int,
+        # with analytics configured on the stream (README: Analytics)
+        "zones": NotRequired[list[str]],  # ids of the zones its anchor is in
+        "ground": NotRequired[list[float] | None],  # x, y on the ground, metres (with a calibration)
+        "speed": NotRequired[float | None],  # m/s, smoothed; None until known
+        "distance": NotRequired[float],  # metres along its smoothed path so far
+    },
+)
+TrackRow.__doc__ = (
+    "One track in a frame: its id, box (x1, y1, x2, y2 in source pixels), score, class; with analytics, "
+    "the zones it is in and (with a calibration) its ground position, speed and distance."
+)
 
 
 class TracksMessage(TypedDict):
@@ -86,6 +103,100 @@ TrackEnded.__doc__ = "``<stream>/events``: a track ended (lost by the tracker, o
 
 TrackEvent = TrackStarted | TrackEnded
 
+ZoneEntered = TypedDict(
+    "ZoneEntered",
+    {
+        "v": int,
+        "stream": str,
+        "id": int,
+        "class": int,
+        "frame": int,
+        "ts": float,
+        "zone": str,
+        "event": Literal["zone_entered"],
+        "point": list[float],
+        "ground": list[float] | None,
+    },
+)
+ZoneEntered.__doc__ = "``<stream>/events``: a track's anchor is in a zone (first processed frame inside)."
+ZoneExited = TypedDict(
+    "ZoneExited",
+    {
+        "v": int,
+        "stream": str,
+        "id": int,
+        "class": int,
+        "frame": int,
+        "ts": float,
+        "zone": str,
+        "event": Literal["zone_exited"],
+        "reason": str,
+        "dwell_s": float,
+        "entered_frame": int,
+    },
+)
+ZoneExited.__doc__ = (
+    "``<stream>/events``: a track left a zone (reason ``left``), ended inside it (``lost``: dwell up to "
+    "its last sighting), or its stream stopped / its analytics changed (that reason)."
+)
+Loitering = TypedDict(
+    "Loitering",
+    {
+        "v": int,
+        "stream": str,
+        "id": int,
+        "class": int,
+        "frame": int,
+        "ts": float,
+        "zone": str,
+        "event": Literal["loitering"],
+        "dwell_s": float,
+    },
+)
+Loitering.__doc__ = (
+    "``<stream>/events``: a track's dwell in a zone passed the zone's ``loiter_s`` (once per visit)."
+)
+LineCrossed = TypedDict(
+    "LineCrossed",
+    {
+        "v": int,
+        "stream": str,
+        "event": Literal["line_crossed"],
+        "id": int,
+        "class": int,
+        "frame": int,
+        "ts": float,
+        "line": str,
+        "direction": Literal["in", "out"],
+        "point": list[float],  # where the anchor's path met the line, source pixels
+        "ground": list[float] | None,
+        "speed_mps": float | None,
+    },
+)
+LineCrossed.__doc__ = (
+    "``<stream>/events``: a track crossed a counting line (once per passage, with its direction)."
+)
+AnalyticsEvent = ZoneEntered | ZoneExited | Loitering | LineCrossed
+Event = TrackEvent | AnalyticsEvent
+
+
+class ZoneState(TypedDict):
+    occupancy: int  # tracks inside now (one not seen stays inside until it ends or is seen out)
+    entered: int  # visits since ``since``
+
+
+class AnalyticsState(TypedDict):
+    """``<stream>/analytics`` (retained): zone occupancy and line counts since ``since``."""
+
+    v: int
+    stream: str
+    since: float  # Unix seconds these analytics started (configured or replaced)
+    ts: float
+    frame: int  # the last processed frame
+    zones: dict[str, ZoneState]
+    lines: dict[str, dict[str, int]]  # line id -> {"in": n, "out": n}
+    calibration: dict[str, float] | None  # {"reprojection_error_m": e}
+
 
 class StreamStatus(TypedDict):
     """``<stream>/status`` (retained): online, connecting, reconnecting or offline, with the reason.
@@ -119,6 +230,11 @@ MESSAGES: dict[str, Any] = {
     "tracks": TracksMessage,
     "track_started": TrackStarted,
     "track_ended": TrackEnded,
+    "zone_entered": ZoneEntered,
+    "zone_exited": ZoneExited,
+    "loitering": Loitering,
+    "line_crossed": LineCrossed,
+    "analytics": AnalyticsState,
     "stream_status": StreamStatus,
     "service_status": ServiceStatus,
 }

@@ -30,6 +30,8 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
+DWELL_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+ANALYTICS_EVENTS = ("zone_entered", "zone_exited", "loitering", "line_crossed")
 STAGES = ("decode", "queue", "detect", "track", "publish")
 DROP_CAUSES = ("superseded", "sampling", "late", "detector_error", "internal_error", "shutdown")
 
@@ -126,6 +128,43 @@ class Metrics:
         )
         for loop in ("batcher", "mqtt", "housekeeping"):
             self.internal_errors.labels(loop)  # at zero from the start, for alerts
+        self.zone_occupancy = Gauge(
+            "trackcast_zone_occupancy", "Tracks inside an analytics zone", ["stream", "zone"], registry=r
+        )
+        self.line_crossings = Counter(
+            "trackcast_line_crossings", "Tracks that crossed an analytics line", ["stream", "line", "direction"],
+            registry=r,
+        )  # fmt: skip
+        self.zone_dwell = Histogram(
+            "trackcast_zone_dwell_seconds", "Time a track stayed in a zone (observed when it exits)",
+            ["stream", "zone"], buckets=DWELL_BUCKETS, registry=r,
+        )  # fmt: skip
+        # The analytics series each stream has (its zones and lines change at run time).
+        self._analytics: dict[str, tuple[list[str], list[str]]] = {}
+
+    def set_analytics(self, stream: str, zones: list[str], lines: list[str]) -> None:
+        """A stream's analytics changed: its old zone and line series go, the new ones start at zero."""
+        self.remove_analytics(stream)
+        for z in zones:
+            self.zone_occupancy.labels(stream, z).set(0)
+            self.zone_dwell.labels(stream, z)
+        for ln in lines:
+            for d in ("in", "out"):
+                self.line_crossings.labels(stream, ln, d)
+        self._analytics[stream] = (zones, lines)
+        for ev in ANALYTICS_EVENTS:
+            self.track_events.labels(stream, ev)
+
+    def remove_analytics(self, stream: str) -> None:
+        zones, lines = self._analytics.pop(stream, ([], []))
+        for z in zones:
+            for m in (self.zone_occupancy, self.zone_dwell):
+                with contextlib.suppress(KeyError):
+                    m.remove(stream, z)
+        for ln in lines:
+            for d in ("in", "out"):
+                with contextlib.suppress(KeyError):
+                    self.line_crossings.remove(stream, ln, d)
 
     def add_stream(self, stream: str) -> None:
         """Create a stream's series at zero so they show up before the first frame."""
@@ -162,6 +201,7 @@ class Metrics:
         for stage in STAGES:
             with contextlib.suppress(KeyError):
                 self.stage_seconds.remove(stream, stage)
-        for ev in ("track_started", "track_ended"):
+        for ev in ("track_started", "track_ended", *ANALYTICS_EVENTS):
             with contextlib.suppress(KeyError):
                 self.track_events.remove(stream, ev)
+        self.remove_analytics(stream)

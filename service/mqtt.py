@@ -134,6 +134,14 @@ class Publisher:
     def clear_status(self, stream: str) -> None:
         """Remove a removed stream's retained status (an empty retained message deletes it)."""
         self._push(Message(self.topic(stream, "status"), b"", self.cfg.qos_status, True, "status"))
+        self.clear_analytics(stream)
+
+    def publish_analytics(self, stream: str, payload: bytes) -> None:
+        """A stream's retained analytics state (kept like a status: the latest per topic, never dropped)."""
+        self._push(Message(self.topic(stream, "analytics"), payload, self.cfg.qos_status, True, "status"))
+
+    def clear_analytics(self, stream: str) -> None:
+        self._push(Message(self.topic(stream, "analytics"), b"", self.cfg.qos_status, True, "status"))
 
     def _push(self, msg: Message) -> None:
         dropped = self.outbox.push(msg)

@@ -20,15 +20,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from detector_client.base import Detections, Detector
 from service.config import StreamConfig, TrackerSettings
-from service.messages import SCHEMA_VERSION, StreamStatus, TrackEvent, TracksMessage, dumps
+from service.errors import ConfigError
+from service.messages import SCHEMA_VERSION, Event, StreamStatus, TracksMessage, dumps
 from service.metrics import Metrics
 from service.mqtt import Publisher
+from service.rules.analytics import Analytics, AnalyticsSpec, Resolved, TrackValues
 from service.rules.batching import BatchPolicy
 from service.rules.lifecycle import TrackLifecycle
 from service.rules.sequencer import LATE, FrameSequencer, Gap, Late, Ready
@@ -91,6 +93,12 @@ class StreamState:
         self.pull: Callable[[], None] = _nothing  # hands over frames its source holds back (replay)
         self.listeners: list[Callable[[StreamState, FrameItem, Tracks], None]] = []
         self.event_listeners: list[Callable[[Mapping[str, object]], None]] = []
+        # Analytics (service.rules.analytics): built at the first frame, when the frame size is known.
+        self.analytics_spec: AnalyticsSpec | None = cfg.analytics
+        self.analytics: Analytics | None = None
+        self.analytics_error: str | None = None
+        self._analytics_size: tuple[int, int] | None = None
+        self._analytics_since = time.time()
         metrics.add_stream(cfg.id)
         self._m = metrics.children(cfg.id)
 
@@ -114,6 +122,8 @@ class StreamState:
         """Queue the current status again (a new MQTT connection: the broker may have lost it)."""
         if not self.removed:
             self._send_status()
+            if self.analytics is not None:
+                self._send_analytics(self.analytics)
 
     def _send_status(self) -> None:
         state, reason = self.state, self.reason
@@ -278,11 +288,23 @@ class StreamState:
         # Round once, as plain lists, for both the events and the tracks message.
         rows = list(zip(tracks.ids.tolist(), np.round(tracks.xyxy, 2).tolist(), np.round(tracks.scores, 4).tolist(),
                         tracks.classes.tolist(), strict=True))  # fmt: skip
-        for event in self.lifecycle.update(
-            item.index, item.capture_ts, rows, tracks.ended_ids.tolist(), time.time()
-        ):
+        events: list[Event] = list(
+            self.lifecycle.update(item.index, item.capture_ts, rows, tracks.ended_ids.tolist(), time.time())
+        )
+        values = None
+        if self.analytics_spec is not None:
+            out = self._run_analytics(item, tracks)
+            if out is not None:
+                values, found = out
+                # Track starts first, then what the analytics saw, then the ends (a zone exit of a
+                # lost track comes before its track_ended).
+                started = [e for e in events if e["event"] == "track_started"]
+                events = [*started, *found, *(e for e in events if e["event"] != "track_started")]
+        for event in events:
             self._emit(event)
-        self._publish(item, rows)
+        self._publish(item, rows, values)
+        if self.analytics is not None and self.analytics.changed:
+            self._send_analytics(self.analytics)
         now = time.monotonic()
         self.processed_times.append(now)
         while self.processed_times and now - self.processed_times[0] > WINDOW_S:
@@ -292,17 +314,110 @@ class StreamState:
             listener(self, item, tracks)
 
     # ------------------------------------------------------------------ events and payloads
-    def _emit(self, event: TrackEvent) -> None:
+    def _emit(self, event: Event) -> None:
         self.publisher.publish_event(self.id, dumps(event))
         self.metrics.track_events.labels(self.id, event["event"]).inc()
+        if event["event"] == "line_crossed":
+            self.metrics.line_crossings.labels(self.id, event["line"], event["direction"]).inc()
+        elif event["event"] == "zone_exited":
+            self.metrics.zone_dwell.labels(self.id, event["zone"]).observe(event["dwell_s"])
         for listener in self.event_listeners:
             listener(event)
 
     def end_all_tracks(self, reason: str) -> None:
+        self._close_analytics(reason)
         for event in self.lifecycle.end_all(reason, time.time()):
             self._emit(event)
 
-    def _publish(self, item: FrameItem, rows: list[tuple[int, list[float], float, int]]) -> None:
+    # ------------------------------------------------------------------ analytics
+    def frame_size(self) -> tuple[int, int] | None:
+        if self.last_item is not None:
+            return self.last_item.prepared.src_width, self.last_item.prepared.src_height
+        if "width" in self.info and "height" in self.info:
+            return int(self.info["width"]), int(self.info["height"])
+        return None
+
+    def set_analytics(self, spec: AnalyticsSpec | None) -> None:
+        """New analytics at run time (``PUT``). ``ConfigError`` if they do not fit the stream's frame
+        size; then the old ones keep running. Open zone visits of the old ones exit (reason
+        ``analytics changed``); counts start again (``since`` says when)."""
+        if spec is not None and not (spec.zones or spec.lines or spec.calibration):
+            spec = None
+        size = self.frame_size()
+        if spec is not None and size is not None:
+            Resolved.of(spec, *size)  # raises ConfigError naming the key
+        self._close_analytics("analytics changed")
+        self.analytics_spec, self.analytics_error, self._analytics_since = spec, None, time.time()
+        self.cfg = self.cfg.model_copy(update={"analytics": spec})
+        self.metrics.remove_analytics(self.id)
+        if spec is None:
+            self.publisher.clear_analytics(self.id)
+
+    def _close_analytics(self, reason: str) -> None:
+        a, self.analytics, self._analytics_size = self.analytics, None, None
+        if a is not None:
+            events, _ = a.end_all(reason, time.time())
+            for e in events:
+                self._emit(cast(Event, e))
+            self._send_analytics(a)
+
+    def _run_analytics(self, item: FrameItem, tracks: Tracks) -> tuple[list[TrackValues], list[Any]] | None:
+        spec = self.analytics_spec
+        assert spec is not None
+        size = (item.prepared.src_width, item.prepared.src_height)
+        a = self.analytics
+        if a is None or self._analytics_size != size:
+            if a is not None:
+                self._close_analytics("frame size changed")
+            elif self.analytics_error is not None and self._analytics_size == size:
+                return None  # does not fit this frame size: off until replaced
+            self._analytics_size = size
+            try:
+                resolved = Resolved.of(spec, *size)
+            except ConfigError as exc:
+                self.analytics_error = str(exc)
+                log.error("stream %s: %s; its analytics are off until replaced (PUT /streams/%s/analytics)",
+                          self.id, exc, self.id)  # fmt: skip
+                return None
+            self.analytics_error = None
+            a = self.analytics = Analytics(resolved, self.id, self._analytics_since, 1.0 / self._frame_rate())
+            self._analytics_size = size
+            self.metrics.set_analytics(
+                self.id, [z.id for z in resolved.zones], [ln.id for ln in resolved.lines]
+            )
+        t = item.pts if item.pts is not None else item.capture_ts
+        try:
+            values, events, _ = a.update(item.index, t, tracks.ids.tolist(), tracks.xyxy, tracks.classes.tolist(),
+                                         tracks.ended_ids.tolist(), time.time())  # fmt: skip
+        except Exception as exc:  # a bug in the analytics: they stop, the tracks go on
+            self.analytics, self.analytics_error = None, f"analytics failed at frame {item.index}: {exc}"
+            self.metrics.stream_errors.labels(self.id).inc()
+            log.exception(
+                "stream %s: analytics failed at frame %d; they are off until replaced", self.id, item.index
+            )
+            return None
+        return values, events
+
+    def _send_analytics(self, a: Analytics) -> None:
+        state = a.state(time.time())
+        for zone, z in state["zones"].items():
+            self.metrics.zone_occupancy.labels(self.id, zone).set(z["occupancy"])
+        self.publisher.publish_analytics(self.id, dumps(state))
+
+    def analytics_view(self) -> dict[str, Any]:
+        a = self.analytics
+        return {
+            "config": None if self.analytics_spec is None else self.analytics_spec.model_dump(mode="json"),
+            "state": None if a is None else {**a.state(time.time()), "frame_size": [a.r.width, a.r.height]},
+            "error": self.analytics_error,
+        }
+
+    def _publish(
+        self,
+        item: FrameItem,
+        rows: list[tuple[int, list[float], float, int]],
+        values: list[TrackValues] | None,
+    ) -> None:
         lat = {k: round(v * 1000, 3) for k, v in (("decode", item.decode_s), *item.timings.items())}
         lat["pipeline"] = round((time.time() - item.capture_ts) * 1000, 3)
         body: TracksMessage = {
@@ -313,8 +428,11 @@ class StreamState:
             "capture_ts": round(item.capture_ts, 4),
             "size": [item.prepared.src_width, item.prepared.src_height],
             "latency_ms": lat,
-            "tracks": [{"id": tid, "box": box, "score": sc, "class": c} for tid, box, sc, c in rows],
-        }
+            "tracks": [{"id": tid, "box": box, "score": sc, "class": c} for tid, box, sc, c in rows]
+            if values is None
+            else [{"id": tid, "box": box, "score": sc, "class": c, **v}  # type: ignore[typeddict-item]
+                  for (tid, box, sc, c), v in zip(rows, values, strict=True)],
+        }  # fmt: skip
         enqueued = time.perf_counter()
         m, capture = self._m, item.capture_ts
 

@@ -1,4 +1,5 @@
-"""Drawing tracks on frames: boxes, IDs and short trails, one stable colour per ID."""
+"""Drawing tracks on frames: boxes, IDs and short trails, one stable colour per ID; with analytics,
+the zones (occupancy), lines (counts each way, an arrow towards the "in" side) and each track's speed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from service.rules.analytics import Analytics, TrackValues
 from tracker import Tracks
+
+ZONE_COLOUR = (0, 200, 255)
+LINE_COLOUR = (255, 80, 255)
 
 
 def colour(tid: int) -> tuple[int, int, int]:
@@ -41,12 +46,32 @@ class Annotator:
 
     draw_state_only = update
 
-    def draw(self, image: npt.NDArray[np.uint8], tracks: Tracks) -> npt.NDArray[np.uint8]:
-        """Advance the trails and return an annotated copy of ``image``."""
+    def draw(
+        self,
+        image: npt.NDArray[np.uint8],
+        tracks: Tracks,
+        analytics: Analytics | None = None,
+        values: list[TrackValues] | None = None,
+    ) -> npt.NDArray[np.uint8]:
+        """Advance the trails and return an annotated copy of ``image`` (with the analytics' shapes,
+        counts and speeds when given)."""
         self.update(tracks)
         out: Any = image.copy()
         h, w = out.shape[:2]
         thick = max(1, round(min(h, w) / 360))
+        if analytics is not None:
+            _draw_analytics(out, analytics, thick)
+        if values is not None:
+            for (x1, _y1, _x2, y2), v in zip(tracks.xyxy.tolist(), values, strict=True):
+                sp = v.get("speed")
+                if sp is not None:
+                    _label(
+                        out,
+                        f"{sp * 3.6:.1f} km/h",
+                        (int(x1), int(y2) + 4 + 12 * thick),
+                        (255, 255, 255),
+                        thick,
+                    )
         for tid, (x1, y1, x2, y2) in zip(tracks.ids.tolist(), tracks.xyxy.tolist(), strict=True):
             c = colour(tid)
             trail = self._trails.get(tid)
@@ -70,3 +95,36 @@ class Annotator:
             )
         result: npt.NDArray[np.uint8] = out
         return result
+
+
+def _label(out: Any, text: str, org: tuple[int, int], fg: tuple[int, int, int], thick: int) -> None:
+    scale = 0.45 * thick
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    x, y = org
+    cv2.rectangle(out, (x, y - th - 3), (x + tw + 4, y + 3), (0, 0, 0), -1)
+    cv2.putText(out, text, (x + 2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, fg, thick, cv2.LINE_AA)
+
+
+def _draw_analytics(out: Any, a: Analytics, thick: int) -> None:
+    """Zones (outline, a light fill, id and occupancy) and lines (with counts and an "in" arrow)."""
+    if a.r.zones:
+        fill = out.copy()
+        for z in a.r.zones:
+            cv2.fillPoly(fill, [np.array(z.polygon.vertices, dtype=np.int32)], ZONE_COLOUR)
+        cv2.addWeighted(fill, 0.18, out, 0.82, 0, dst=out)
+    for i, z in enumerate(a.r.zones):
+        pts = np.array(z.polygon.vertices, dtype=np.int32)
+        cv2.polylines(out, [pts], True, ZONE_COLOUR, thick + 1, cv2.LINE_AA)
+        x, y = pts[:, 0].min(), pts[:, 1].min()
+        _label(out, f"{z.id}: {a.occupancy[i]}", (int(x), int(y) - 4), ZONE_COLOUR, thick)
+    for i, ln in enumerate(a.r.lines):
+        p, q = (int(ln.a[0]), int(ln.a[1])), (int(ln.b[0]), int(ln.b[1]))
+        cv2.line(out, p, q, LINE_COLOUR, thick + 1, cv2.LINE_AA)
+        mx, my = (ln.a[0] + ln.b[0]) / 2, (ln.a[1] + ln.b[1]) / 2
+        dx, dy = (ln.b[0] - ln.a[0]) / ln.length, (ln.b[1] - ln.a[1]) / ln.length
+        # the normal towards the "in" side (on the image, cross > 0 is the right-hand side)
+        nx, ny = -dy * ln.in_sign, dx * ln.in_sign
+        tip = (int(mx + 25 * nx), int(my + 25 * ny))
+        cv2.arrowedLine(out, (int(mx), int(my)), tip, LINE_COLOUR, thick + 1, cv2.LINE_AA, tipLength=0.35)
+        c = a.counts[i]
+        _label(out, f"{ln.id}: in {c['in']} / out {c['out']}", (int(mx) + 8, int(my) - 8), LINE_COLOUR, thick)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -260,3 +261,17 @@ class GroundScene:
         """The true distance person ``pid`` covers from frame ``first`` to ``last``."""
         pts = [self.truth(i)[pid][:2] for i in range(first, last + 1) if pid in self.truth(i)]
         return sum(math.dist(a, b) for a, b in itertools.pairwise(pts))
+
+    def write_video(self, path: str | Path, frames: int | None = None) -> Path:
+        """Render the scene to an H.264 MP4 (``frames`` of it, default all) at its fps."""
+        from service.media.offline import VideoWriter
+
+        bg = self.background()
+        writer = VideoWriter(path, self.camera.width, self.camera.height, self.fps)
+        try:
+            for i in range(1, (frames or self.frames) + 1):
+                ids, boxes, _ = self.frame(i)
+                writer.write(self.render(bg, ids, boxes))
+        finally:
+            writer.close()
+        return Path(path)

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from detector_client.base import Detector, PreparedFrame
 from service.media.annotate import Annotator
 from service.media.video import ended_early, iter_prepared, open_video, prepare_frame, to_bgr
+from service.rules.analytics import Analytics, AnalyticsSpec, Resolved, TrackTotals
 from tracker import ByteTracker, TrackerConfig
 from tracker.mot import format_tracks, iter_frames, read_mot, write_lines
 
@@ -44,9 +45,19 @@ class Summary:
     processing_fps: float = 0.0
     longest_tracks: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    # with analytics: per track (id, class, seconds, distance_m, max_speed_mps, mean_speed_mps,
+    # zones: zone id -> seconds inside), per line {"in": n, "out": n}, per zone {"entered": n}
+    tracks: list[dict[str, Any]] | None = None
+    lines: dict[str, dict[str, int]] | None = None
+    zones: dict[str, dict[str, int]] | None = None
+    calibration: dict[str, float] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, indent=2)
+        d = dict(self.__dict__)
+        if self.tracks is None:  # no analytics
+            for k in ("tracks", "lines", "zones", "calibration"):
+                d.pop(k)
+        return json.dumps(d, indent=2)
 
 
 class VideoWriter:
@@ -90,8 +101,14 @@ def track_video(
     max_frames: int | None = None,
     progress: bool = False,
     on_frame: Callable[[int], None] | None = None,
+    analytics: AnalyticsSpec | None = None,
 ) -> Summary:
-    """Track every frame of ``video``; writes MOT rows to ``out_txt`` (and video/summary if asked)."""
+    """Track every frame of ``video``; writes MOT rows to ``out_txt`` (and video/summary if asked).
+
+    With ``analytics``: ``<out_txt stem>.analytics.csv`` (per frame and track: ground position,
+    speed, distance, zones) and ``<out_txt stem>.events.jsonl`` (zone and line events, as the
+    service publishes them), and the summary's ``tracks``, ``lines`` and ``zones``.
+    """
     import av
 
     from service.errors import SourceError
@@ -117,17 +134,36 @@ def track_video(
         )
         writer = VideoWriter(out_video, summary.width, summary.height, fps) if out_video else None
         annotator = Annotator() if writer else None
+        engine: Analytics | None = None
+        totals: list[TrackTotals] = []
+        csv_out = events_out = None
+        if analytics is not None:
+            # ConfigError (a zone outside this video's frame, a bad calibration) before any work.
+            engine = Analytics(
+                Resolved.of(analytics, summary.width, summary.height), "video", time.time(), 1 / fps
+            )
+            base = Path(out_txt).with_suffix("")
+            summary.outputs["analytics"], summary.outputs["events"] = (
+                f"{base}.analytics.csv",
+                f"{base}.events.jsonl",
+            )
+            csv_out = open(summary.outputs["analytics"], "w")  # noqa: SIM115 - closed below
+            csv_out.write("frame,id,class,ground_x,ground_y,speed_mps,distance_m,zones\n")
+            events_out = open(summary.outputs["events"], "w")  # noqa: SIM115 - closed below
         bar = tqdm(total=stream.frames or None, unit="frame", disable=not (progress and sys.stderr.isatty()),
                    file=sys.stderr, leave=False)  # fmt: skip
         lengths: dict[int, list[int]] = {}
-        pending: list[tuple[PreparedFrame, np.ndarray | None]] = []
+        pending: list[tuple[PreparedFrame, np.ndarray | None, float | None]] = []
         Path(out_txt).parent.mkdir(parents=True, exist_ok=True)
         with open(out_txt, "w") as out:
 
             def flush() -> None:
-                dets = detector.detect_sync([p for p, _ in pending])
-                for (prep, img), d in zip(pending, dets, strict=True):
+                dets = detector.detect_sync([p for p, _, _ in pending])
+                for (prep, img, t), d in zip(pending, dets, strict=True):
                     tracks = tracker.update(d.rows, frame_index=prep.index)
+                    values = None
+                    if engine is not None:
+                        values = _analytics_frame(engine, prep.index, t, tracks, csv_out, events_out, totals)
                     summary.detections += len(d)
                     lines = format_tracks(prep.index, tracks)
                     for line in lines:
@@ -137,7 +173,7 @@ def track_video(
                         span = lengths.setdefault(tid, [prep.index, prep.index])
                         span[1] = prep.index
                     if writer is not None and annotator is not None and img is not None:
-                        writer.write(annotator.draw(img, tracks))
+                        writer.write(annotator.draw(img, tracks, engine, values))
                 pending.clear()
 
             index = 0
@@ -148,6 +184,7 @@ def track_video(
                         (
                             prepare_frame(frame, detector.spec, stream="video", index=index),
                             to_bgr(frame) if writer else None,
+                            None if frame.time is None else float(frame.time),
                         )
                     )
                     if len(pending) >= detector.max_batch:
@@ -161,7 +198,12 @@ def track_video(
                 raise SourceError(video, f"decode failed after {index} frames: {exc}") from exc
             if pending:
                 flush()
+            if engine is not None:
+                _analytics_end(engine, summary, events_out, totals)
         bar.close()
+        for f in (csv_out, events_out):
+            if f is not None:
+                f.close()
         if writer is not None:
             writer.close()
             summary.outputs["video"] = str(out_video)
@@ -182,6 +224,46 @@ def track_video(
         raise SourceError(video, f"ended early: {index} of its {expected} frames decoded (truncated or damaged); "
                                  f"the results of those frames were written to {out_txt}")  # fmt: skip
     return summary
+
+
+def _analytics_frame(
+    engine: Analytics, index: int, t: float | None, tracks: Any, csv_out: Any, events_out: Any,
+    totals: list[TrackTotals],
+) -> list[dict[str, Any]]:  # fmt: skip
+    values, events, ended = engine.update(index, t, tracks.ids.tolist(), tracks.xyxy, tracks.classes.tolist(),
+                                          tracks.ended_ids.tolist(), time.time())  # fmt: skip
+    totals += ended
+    for tid, c, v in zip(tracks.ids.tolist(), tracks.classes.tolist(), values, strict=True):
+        g = v.get("ground")
+        sp = v.get("speed")
+        dist = v.get("distance")
+        csv_out.write(f"{index},{tid},{c},{'' if g is None else g[0]},{'' if g is None else g[1]},"
+                      f"{'' if sp is None else sp},{'' if dist is None else dist},{';'.join(v['zones'])}\n")  # fmt: skip
+    for e in events:
+        events_out.write(json.dumps(e, separators=(",", ":")) + "\n")
+    return values
+
+
+def _analytics_end(engine: Analytics, summary: Summary, events_out: Any, totals: list[TrackTotals]) -> None:
+    """The end of the video: open visits exit (reason ``end of video``); totals into the summary."""
+    events, ended = engine.end_all("end of video", time.time())
+    for e in events:
+        events_out.write(json.dumps(e, separators=(",", ":")) + "\n")
+    totals += ended
+
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x, 3)
+
+    summary.tracks = [
+        {"id": t.id, "class": t.cls, "seconds": round(t.seconds, 3), "distance_m": r(t.distance_m),
+         "max_speed_mps": r(t.max_speed_mps), "mean_speed_mps": r(t.mean_speed_mps),
+         "zones": {z: round(s, 3) for z, s in t.zones.items()}}
+        for t in sorted(totals, key=lambda t: t.id)
+    ]  # fmt: skip
+    state = engine.state(time.time())
+    summary.lines = state["lines"]
+    summary.zones = {z: {"entered": v["entered"]} for z, v in state["zones"].items()}
+    summary.calibration = state["calibration"]
 
 
 @dataclass
