@@ -77,6 +77,20 @@ KNOWN_BAD: list[tuple[str, str, bytes | None, str]] = [
     ),  # not WHIP: 409
     ("PATCH", "/whip/cam/sessions/nope", b"a=end-of-candidates", "application/trickle-ice-sdpfrag"),
     ("DELETE", "/whip/cam/sessions/nope", None, ""),
+    ("PUT", "/streams/neighbour/analytics", b"zones: everywhere", "application/json"),
+    (
+        "PUT",
+        "/streams/neighbour/analytics",
+        b'{"zones": [{"id": "z", "points": [[0,0],[9,9],[9,0],[0,9]]}]}',
+        "application/json",
+    ),  # self-intersecting
+    (
+        "PUT",
+        "/streams/neighbour/analytics",
+        b'{"lines": [{"id": "l", "points": [[0,0],[1e9,1]]}]}',
+        "application/json",
+    ),  # outside the frame
+    ("PUT", "/streams/nope/analytics", b"{}", "application/json"),  # 404
 ]
 
 ids = st.one_of(st.text(max_size=70), st.sampled_from(["neighbour", "cam", "a.b", "-x", "x" * 64]))
@@ -91,7 +105,35 @@ stream_bodies = st.fixed_dictionaries(
     optional={k: values for k in ("mode", "realtime", "loop", "detect_fps", "transport", "open_timeout_s",
                                   "stall_timeout_s", "reconnect_max_s", "extra_key")},
 )  # fmt: skip
+points = st.lists(st.tuples(st.floats(-100, 3000), st.floats(-100, 3000)), max_size=6)
+shapes = st.lists(
+    st.fixed_dictionaries(
+        {"id": ids, "points": points},
+        optional={
+            "relative": values,
+            "classes": values,
+            "loiter_s": values,
+            "in_side": values,
+            "hysteresis_px": values,
+        },
+    ),
+    max_size=3,
+)
+analytics_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "zones": st.one_of(shapes, values),
+        "lines": st.one_of(shapes, values),
+        "calibration": st.one_of(st.fixed_dictionaries({"image": points, "ground": points}), values),
+        "anchor": values,
+        "anchors": values,
+        "speed_window_s": values,
+        "extra_key": values,
+    },
+)
 requests = st.one_of(
+    st.tuples(st.just("PUT"), st.just("/streams/neighbour/analytics"),
+              analytics_bodies.map(lambda d: json.dumps(d).encode()), st.just("application/json")),
     st.tuples(st.just("POST"), st.just("/streams"), stream_bodies.map(lambda d: json.dumps(d).encode()),
               st.just("application/json")),
     st.tuples(st.just("POST"), st.just("/streams"), st.binary(max_size=200), st.just("application/json")),

@@ -119,6 +119,8 @@ def track_video(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        # Frame times as the service's sources compute them (the same floats: the same analytics).
+        tb = float(stream.time_base) if stream.time_base else None
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 30.0
         summary.fps, summary.width, summary.height = (
@@ -184,7 +186,7 @@ def track_video(
                         (
                             prepare_frame(frame, detector.spec, stream="video", index=index),
                             to_bgr(frame) if writer else None,
-                            None if frame.time is None else float(frame.time),
+                            None if frame.pts is None or not tb else frame.pts * tb,
                         )
                     )
                     if len(pending) >= detector.max_batch:

@@ -95,7 +95,7 @@ class Kinematics:
         s = self._sums
         q.append((t, x, y))
         _accumulate(s, t - self._base, x, y, 1.0)
-        while t - q[0][0] > self.window_s:
+        while t - q[0][0] > self.window_s + _TIME_EPS:
             ot, ox, oy = q.popleft()
             _accumulate(s, ot - self._base, ox, oy, -1.0)
         self._age += 1
@@ -114,7 +114,7 @@ class Kinematics:
                 rt = t - self._base - mt
                 sx, sy = mx + vx * rt, my + vy * rt
                 span = t - q[0][0]
-                if span >= 0.5 * self.window_s:
+                if span >= 0.5 * self.window_s - _TIME_EPS:
                     speed = (vx * vx + vy * vy) ** 0.5
                     if not self._known:  # the fit's path over the window so far
                         self.distance_m += speed * span
@@ -128,6 +128,8 @@ class Kinematics:
 
 
 _REBASE = 512
+#: Times closer than this are equal (frame times from pts x time base carry rounding).
+_TIME_EPS = 1e-6
 
 
 def _accumulate(s: list[float], r: float, x: float, y: float, k: float) -> None:
