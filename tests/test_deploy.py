@@ -18,6 +18,11 @@ from tracker.mot import read_mot
 
 MODEL = SHARED_DATA / "models" / "yolox_nano_416x416.onnx"
 FUTSAL = SHARED_DATA / "video" / "futsal_broadcast_720x1280p30.mp4"
+PLAZA = SHARED_DATA / "video" / "pedestrians_720p25.mp4"
+PLAZA_ANALYTICS = """
+lines: [{id: crossing, points: [[0, 360], [1280, 360]], in_side: left}]
+zones: [{id: meeting_spot, points: [[190, 270], [430, 270], [430, 450], [190, 450]], loiter_s: 5}]
+"""
 needs_shared = pytest.mark.skipif(not MODEL.is_file(), reason=f"../shared is absent (looked for {MODEL})")
 ROLE = "arn:aws:iam::123456789012:role/trackcast-sagemaker"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/trackcast-serve:latest"
@@ -249,6 +254,59 @@ def test_async_handler_and_processing_job_equal_trackcast_track(tmp_path: Path) 
             assert sum(1 for _ in c.decode(video=0)) == 262
         s = json.loads(summary.read_text())
         assert s["frames"] == 262 and s["track_ids"] == len(np.unique(want[:, 1]))
+
+
+@needs_shared
+def test_async_handler_and_processing_job_return_the_analytics(tmp_path: Path) -> None:
+    """A tar of the plaza clip and its analytics to the async handler, the clip and the same file to
+    the processing job: both return the analytics files, equal, with crossings both ways."""
+    from deploy.sagemaker import inference
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.onnx").symlink_to(MODEL)
+    (model_dir / "trackcast-model.json").write_text(json.dumps({"classes": [0]}))
+    model = inference.model_fn(str(model_dir))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(PLAZA, arcname="plaza.mp4")
+        info = tarfile.TarInfo("analytics.yaml")
+        info.size = len(PLAZA_ANALYTICS.encode())
+        tar.addfile(info, io.BytesIO(PLAZA_ANALYTICS.encode()))
+    body, _ = inference.output_fn(inference.predict_fn(inference.input_fn(buf.getvalue(), "application/x-tar"),
+                                                       model), "*/*")  # fmt: skip
+    out = tmp_path / "async"
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        tar.extractall(out, filter="data")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "plaza.mp4").symlink_to(PLAZA)
+    (tmp_path / "a.yaml").write_text(PLAZA_ANALYTICS)
+    proc = subprocess.run([sys.executable, "-m", "deploy.sagemaker.processing", "--input", str(tmp_path / "in"),
+                           "--output", str(tmp_path / "out"), "--model", str(MODEL), "--classes", "0", "--no-video",
+                           "--analytics", str(tmp_path / "a.yaml")], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+    def events(p: Path) -> list[dict]:  # type: ignore[type-arg]
+        return [
+            {k: v for k, v in json.loads(line).items() if k != "ts"} for line in p.read_text().splitlines()
+        ]
+
+    assert (out / "tracks.analytics.csv").read_text() == (
+        tmp_path / "out/plaza.tracks.analytics.csv"
+    ).read_text()
+    assert events(out / "tracks.events.jsonl") == events(tmp_path / "out/plaza.tracks.events.jsonl")
+    lines = json.loads((out / "summary.json").read_text())["lines"]["crossing"]
+    assert lines["in"] > 0 and lines["out"] > 0
+    # a bad analytics file is a 400 that names the key
+    bad = io.BytesIO()
+    with tarfile.open(fileobj=bad, mode="w") as tar:
+        tar.add(PLAZA, arcname="plaza.mp4")
+        text = b"zones: [{id: z, points: [[0, 0], [1, 1]]}]"
+        info = tarfile.TarInfo("analytics.yaml")
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    status, answer, _ = inference.handle(model, bad.getvalue(), "application/x-tar")
+    assert status == 400 and "zones.0.points" in json.loads(answer)["error"]
 
 
 @needs_shared

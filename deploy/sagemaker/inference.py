@@ -5,9 +5,11 @@ The inference toolkits of SageMaker's PyTorch/ONNX containers call ``model_fn``,
 ``handle``. Requests: the trackcast batch wire format (``detector_client.wire``), a single image
 (``application/x-image``, ``image/jpeg``, ``image/png``), or, on an asynchronous endpoint, a whole
 video (``video/mp4``, ``video/*``, ``application/octet-stream``; SageMaker reads it from the S3
-input location and hands it over as the body). A video is tracked with the same code as
-``trackcast track`` and the answer is a tar archive (``application/x-tar``) holding
-``tracks.txt`` (MOT), ``annotated.mp4`` and ``summary.json``. Pre/post-processing is
+input location and hands it over as the body), or a tar archive (``application/x-tar``) of a video
+and an ``analytics.yaml`` (or ``.json``: zones, lines, calibration, the format of ``trackcast
+track --analytics``). A video is tracked with the same code as ``trackcast track`` and the answer
+is a tar archive (``application/x-tar``) holding ``tracks.txt`` (MOT), ``annotated.mp4`` and
+``summary.json``, and with analytics ``tracks.analytics.csv`` and ``tracks.events.jsonl``. Pre/post-processing is
 ``detector_client``'s, the same code the client runs locally.
 
 Model directory: one ``*.onnx`` file (``model.onnx`` preferred) and optionally
@@ -69,6 +71,7 @@ class Request:
     postprocess: PostProcess | None
     single: bool
     video: bytes | None = None
+    analytics: Any = None  # service.rules.analytics.AnalyticsSpec
 
 
 def model_fn(model_dir: str) -> OnnxYolox:
@@ -109,6 +112,9 @@ def input_fn(body: bytes | bytearray, content_type: str) -> Request:
             return Request(frames, pp, single=False)
         if ctype in wire.IMAGE_TYPES:
             return Request([wire.decode_image(data)], None, single=True)
+        if ctype == "application/x-tar":
+            video, analytics = _video_and_analytics(data)
+            return Request([], None, single=False, video=video, analytics=analytics)
         if ctype in VIDEO_TYPES or ctype.startswith("video/"):
             if not data:
                 raise DetectorInputError("empty video body")
@@ -120,42 +126,96 @@ def input_fn(body: bytes | bytearray, content_type: str) -> Request:
     )
 
 
-def track_video_file(src: Path, model: OnnxYolox, out_dir: Path) -> Path:
-    """Track a video file (async endpoint) into ``out_dir/result.tar``: tracks.txt, annotated.mp4, summary.json."""
+ANALYTICS_NAMES = ("analytics.yaml", "analytics.yml", "analytics.json")
+MAX_ANALYTICS = 1 << 20
+
+
+def _video_and_analytics(data: bytes) -> tuple[bytes, Any]:
+    """A tar body: one video and an analytics file (checked now: a bad one is a 400 naming the key)."""
+    import io
+    import tarfile
+
+    import yaml
+
+    from service.errors import ConfigError
+    from service.rules.analytics import parse_analytics
+
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+    except tarfile.TarError as exc:
+        raise DetectorInputError(f"the body is not a tar archive: {exc}") from exc
+    video: bytes | None = None
+    spec: Any = None
+    with tar:
+        for m in tar.getmembers():
+            if not m.isfile():
+                continue
+            name = Path(m.name).name
+            f = tar.extractfile(m)
+            if f is None:
+                continue
+            if name in ANALYTICS_NAMES:
+                if m.size > MAX_ANALYTICS:
+                    raise DetectorInputError(f"{name} is larger than 1 MiB")
+                try:
+                    spec = parse_analytics(yaml.safe_load(f.read()), name)
+                except yaml.YAMLError as exc:
+                    raise DetectorInputError(f"{name} is not valid YAML/JSON: {exc}") from exc
+                except ConfigError as exc:
+                    raise DetectorInputError(str(exc)) from exc
+            elif video is None:
+                video = f.read()
+            else:
+                raise DetectorInputError(f"the tar holds more than one video ({name}); send one per request")
+    if not video:
+        raise DetectorInputError(
+            f"the tar holds no video (expected one video and one of {', '.join(ANALYTICS_NAMES)})"
+        )
+    return video, spec
+
+
+def track_video_file(src: Path, model: OnnxYolox, out_dir: Path, analytics: Any = None) -> Path:
+    """Track a video file (async endpoint) into ``out_dir/result.tar``: tracks.txt, annotated.mp4,
+    summary.json (and with ``analytics``: tracks.analytics.csv, tracks.events.jsonl)."""
     import tarfile
 
     from detector_client.onnx_backend import OnnxDetector
-    from service.errors import SourceError
+    from service.errors import ConfigError, SourceError
     from service.media.offline import track_video
 
     det = OnnxDetector(model, max_batch=8)
     try:
         track_video(str(src), det, None, out_dir / "tracks.txt", out_video=out_dir / "annotated.mp4",
-                    summary_path=out_dir / "summary.json")  # fmt: skip
+                    summary_path=out_dir / "summary.json", analytics=analytics)  # fmt: skip
     except SourceError as exc:
         raise _client_error(400, f"the body is not a readable video: {exc.reason}") from exc
+    except ConfigError as exc:  # analytics that do not fit this video's frame size
+        raise _client_error(400, str(exc)) from exc
     finally:
         det.close()
     tar_path = out_dir / "result.tar"
+    names = ["tracks.txt", "annotated.mp4", "summary.json"]
+    if analytics is not None:
+        names += ["tracks.analytics.csv", "tracks.events.jsonl"]
     with tarfile.open(tar_path, mode="w") as tar:
-        for name in ("tracks.txt", "annotated.mp4", "summary.json"):
+        for name in names:
             tar.add(out_dir / name, arcname=name)
     return tar_path
 
 
-def track_video_bytes(data: bytes, model: OnnxYolox) -> bytes:
+def track_video_bytes(data: bytes, model: OnnxYolox, analytics: Any = None) -> bytes:
     """The toolkit path (the body arrives in memory): the result tar as bytes."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="trackcast-async-") as tmp:
         src = Path(tmp) / "input.video"
         src.write_bytes(data)
-        return track_video_file(src, model, Path(tmp)).read_bytes()
+        return track_video_file(src, model, Path(tmp), analytics).read_bytes()
 
 
 def predict_fn(req: Request, model: OnnxYolox) -> Any:
     if req.video is not None:
-        return VideoResult(track_video_bytes(req.video, model))
+        return VideoResult(track_video_bytes(req.video, model, req.analytics))
     try:
         frames = [model.spec.prepare(req.frames[0])] if req.single else req.frames
         return model.detect(frames, req.postprocess), req.single

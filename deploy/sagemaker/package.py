@@ -8,6 +8,7 @@ Layout (what SageMaker's PyTorch/ONNX inference containers expect)::
     code/requirements.txt       what the handler needs on top of the container
     code/tracker/ code/detector_client/    the pure packages
     code/service/errors.py code/service/media/   the offline layer (decode, letterbox, track_video)
+    code/service/rules/                         the pure rules (analytics: zones, lines, calibration)
     code/deploy/sagemaker/inference.py processing.py   the handler and the processing job
 
 Only what the handler and the processing job run is shipped (``SHIPPED``), copied from this
@@ -33,6 +34,7 @@ SHIPPED = (
     "service/__init__.py",
     "service/errors.py",
     "service/media",
+    "service/rules",
     "deploy/__init__.py",
     "deploy/errors.py",
     "deploy/sagemaker/__init__.py",

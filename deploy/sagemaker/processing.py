@@ -27,8 +27,24 @@ def find_videos(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXT)
 
 
+def load_analytics(path: Path) -> Any:
+    """An analytics file (YAML or JSON); ``ConfigError`` names the bad key."""
+    import yaml
+
+    from service.errors import ConfigError
+    from service.rules.analytics import parse_analytics
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read analytics {path}: {exc}") from exc
+    return parse_analytics(raw, str(path))
+
+
 def process_all(input_dir: Path, output_dir: Path, detector: Any, tracker_config: Any = None,
-                annotate: bool = True) -> dict[str, Any]:  # fmt: skip
+                annotate: bool = True, analytics: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Every video under ``input_dir``; ``analytics`` for all of them, unless a video has its own
+    ``<video stem>.analytics.yaml`` (or ``.json``) beside it."""
     from service.errors import SourceError
     from service.media.offline import track_video
 
@@ -39,9 +55,16 @@ def process_all(input_dir: Path, output_dir: Path, detector: Any, tracker_config
         stem = output_dir / rel.parent / rel.stem
         stem.parent.mkdir(parents=True, exist_ok=True)
         try:
+            own = [
+                p
+                for p in (video.with_suffix(".analytics.yaml"), video.with_suffix(".analytics.json"))
+                if p.is_file()
+            ]
+            spec = load_analytics(own[0]) if own else analytics
             summary = track_video(
                 str(video), detector, tracker_config, f"{stem}.tracks.txt",
                 out_video=f"{stem}.annotated.mp4" if annotate else None, summary_path=f"{stem}.summary.json",
+                analytics=spec,
             )  # fmt: skip
             results.append(
                 {"video": str(rel), "ok": True, "frames": summary.frames, "tracks": summary.track_ids}
@@ -65,16 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
     p.add_argument("--classes", type=int, nargs="*", default=[0])
     p.add_argument("--no-video", action="store_true", help="skip the annotated videos")
+    p.add_argument("--analytics", type=Path, default=None,
+                   help="zones/lines/calibration for every video (a video's own <stem>.analytics.yaml wins)")  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if not args.input.is_dir():
         print(f"processing: input folder {args.input} does not exist", file=sys.stderr)
         return 2
+    from service.errors import ConfigError
+
+    try:
+        analytics = load_analytics(args.analytics) if args.analytics else None
+    except ConfigError as exc:
+        print(f"processing: {exc}", file=sys.stderr)
+        return 2
     det = create_detector(
         OnnxDetectorConfig(model=args.model, preprocess=args.preprocess, classes=args.classes or None)
     )
     try:
-        manifest = process_all(args.input, args.output, det, annotate=not args.no_video)
+        manifest = process_all(args.input, args.output, det, annotate=not args.no_video, analytics=analytics)
     finally:
         det.close()
     print(json.dumps({"videos": len(manifest["videos"]), "failed": manifest["failed"]}))

@@ -24,9 +24,11 @@ true`` on that zone, line or calibration. Exact semantics (the README's Analytic
 repeats them for users):
 
 - **Anchor**: ``bottom_center`` ((x1+x2)/2, y2), ``center`` or ``top_center`` of the box.
-- **Time**: the frame's presentation time (pts); where it goes backwards or stands still (a file
-  looping, a camera reconnecting) the analytics clock advances by one frame period instead, so
-  dwell and speed never see negative time.
+- **Time**: the frame's presentation time (pts). The analytics clock follows the latest pts seen:
+  a pts more than 1 s behind it (a file looping, a camera reconnecting) restarts the timeline and
+  the clock advances one frame period; a pts behind it by less (timestamps out of order, as some
+  files carry) advances it 1 ms; a missing pts counts as one frame period. So dwell, speed and
+  distance never see negative or doubled time.
 - **In a zone**: the anchor inside the polygon or on its border. A track *enters* at the first
   processed frame its anchor is in (``zone_entered``), *exits* at the first processed frame it is
   seen out of it (``zone_exited``, reason ``left``, ``dwell_s`` = exit time - entry time). A track
@@ -365,6 +367,12 @@ class TrackTotals:
 TrackValues = dict[str, Any]
 
 
+#: A source time more than this far behind the latest is a restart of its timeline.
+RESTART_S = 1.0
+#: How far the clock moves for a frame whose time is behind the latest (but by less than RESTART_S).
+OUT_OF_ORDER_S = 1e-3
+
+
 class Analytics:
     """One stream's analytics state: ``update`` per processed frame, in frame order."""
 
@@ -448,17 +456,7 @@ class Analytics:
         this frame, and the wall clock ``ts`` for the events. Returns each active track's values
         (in the order given), the events, and the totals of the tracks that ended."""
         self.frame = frame
-        if self._t is None:
-            self.clock = 0.0
-        else:
-            dt = (t - self._t) if t is not None else 0.0
-            self.clock += dt if dt > 0 else self.period
-        if t is not None:
-            self._t = t
-        elif self._t is not None:
-            self._t += self.period
-        else:
-            self._t = 0.0
+        self._advance(t)
         now = self.clock
         events: list[dict[str, Any]] = []
         r = self.r
@@ -560,6 +558,23 @@ class Analytics:
         return events, totals
 
     # ------------------------------------------------------------------ helpers
+    def _advance(self, t: float | None) -> None:
+        """The analytics clock follows the source's latest time (``_t``, the highest seen)."""
+        hw = self._t
+        if hw is None:
+            self.clock, self._t = 0.0, (0.0 if t is None else t)
+            return
+        if t is None:
+            t = hw + self.period
+        if t > hw:
+            self.clock += t - hw
+            self._t = t
+        elif t < hw - RESTART_S:  # the source's time restarted (a file loops, a camera reconnects)
+            self.clock += self.period
+            self._t = t
+        else:  # a timestamp out of order (reordered or damaged pts): time barely moves
+            self.clock += OUT_OF_ORDER_S
+
     def _event(self, kind: str, tid: int, cls: int, ts: float, **kw: Any) -> dict[str, Any]:
         return {"v": 1, "stream": self.stream, "event": kind, "id": tid, "class": cls, "frame": self.frame,
                 "ts": ts, **kw}  # fmt: skip
