@@ -141,7 +141,7 @@ def _video_and_analytics(data: bytes) -> tuple[bytes, Any]:
     from service.rules.analytics import parse_analytics
 
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")  # noqa: SIM115 - closed by the with below
     except tarfile.TarError as exc:
         raise DetectorInputError(f"the body is not a tar archive: {exc}") from exc
     video: bytes | None = None
