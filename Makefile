@@ -52,6 +52,7 @@ $(PEER_VENV)/.installed:
 bench: $(VENV)/.installed-bench $(PEER_VENV)/.installed sysdeps
 	$(BIN)/python -m loadtest.bench_tracker
 	$(BIN)/python -m loadtest.bench_detector
+	$(BIN)/python -m loadtest.bench_analytics
 	$(BIN)/python -m loadtest.bench_service --peer $(PEER_VENV)/bin/python
 
 clean:

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtest.bench_analytics import relative_analytics
 from loadtest.peers import Mosquitto
 from service.media.video import tune_for_decoding
 
@@ -116,6 +117,7 @@ async def run_service(
     realtime: bool,
     seconds: float | None,
     letterbox: str = "fast",
+    analytics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run N looped replay streams; returns frames processed over ``seconds`` after a 1 s warm-up."""
     from service.app import Service
@@ -123,6 +125,7 @@ async def run_service(
 
     streams = [
         {"id": f"s{i}", "url": str(p), "mode": "replay", "realtime": realtime, "loop": True}
+        | ({"analytics": analytics} if analytics else {})
         for i, p in enumerate(clips)
     ]
     settings = load_settings(None, {
@@ -205,9 +208,11 @@ def main(argv: list[str] | None = None) -> int:
                 run_service(clips, broker.port, args.latency_ms, realtime=False, seconds=args.seconds)
             )
             fps = thr["frames"] / thr["seconds"]
-            rounds.append(
-                {"plain_fps": base, "service_fps": fps, "ratio": fps / base, "frames": thr["frames"]}
-            )
+            ana = asyncio.run(run_service(clips, broker.port, args.latency_ms, realtime=False, seconds=args.seconds,
+                                          analytics=relative_analytics()))  # fmt: skip
+            afps = ana["frames"] / ana["seconds"]
+            rounds.append({"plain_fps": base, "service_fps": fps, "ratio": fps / base, "frames": thr["frames"],
+                           "analytics_fps": afps, "ratio_analytics": afps / base})  # fmt: skip
         exact = asyncio.run(
             run_service(clips, broker.port, args.latency_ms, False, args.seconds, letterbox="exact")
         )
@@ -233,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(broker.dir, ignore_errors=True)
     added, e2e = _added(recv.rows)
     ratio = statistics.median(r["ratio"] for r in rounds)
+    ratio_analytics = statistics.median(r["ratio_analytics"] for r in rounds)
     service_fps = statistics.median(r["service_fps"] for r in rounds)
     plain_fps = statistics.median(r["plain_fps"] for r in rounds)
     fastest = max([*plain.values(), *(r["plain_fps"] for r in rounds)])
@@ -247,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "service_fps": service_fps,
         "rounds": rounds,
         "ratio": ratio,
+        "ratio_analytics": ratio_analytics,
         "ratio_to_fastest_single": service_fps / fastest,
         "ratio_to_pyav_defaults": service_fps / defaults,
         "service_fps_letterbox_exact": exact_fps,
@@ -259,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = "\n".join(f"    {k:44s} {v:8.1f} frames/s" for k, v in plain.items())
     turns = "\n".join(
-        f"    round {i}: plain {r['plain_fps']:7.1f}, service {r['service_fps']:7.1f} frames/s, ratio {r['ratio']:.2f}"
+        f"    round {i}: plain {r['plain_fps']:7.1f}, service {r['service_fps']:7.1f} frames/s, ratio {r['ratio']:.2f}; "
+        f"with analytics {r['analytics_fps']:7.1f} frames/s, ratio {r['ratio_analytics']:.2f}"
         for i, r in enumerate(rounds, 1)
     )
     print(
@@ -268,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  plain PyAV decode to BGR ({args.streams} threads):\n{rows}\n"
         f"  the fastest ({paired}) and the service (every frame, in order), taking turns:\n{turns}\n"
         f"  ratio service / plain decode (median of the rounds):  {ratio:8.2f}   (target >= 0.75)\n"
+        f"  the same with analytics on every stream:              {ratio_analytics:8.2f}   (target >= 0.7; 4 zones, "
+        f"4 lines, a calibration)\n"
         f"  ratio to the fastest single plain figure of the run:  {res['ratio_to_fastest_single']:8.2f}\n"
         f"  ratio to plain decode with PyAV defaults:             {res['ratio_to_pyav_defaults']:8.2f}\n"
         f"  through the service, letterbox exact:              {exact_fps:8.1f} frames/s  "

@@ -70,3 +70,25 @@ def test_service_bench_prints_ratio_and_latency(tmp_path: Path, shared_data: Pat
     assert fig["plain_decode_paired"].endswith("service settings")
     assert fig["live_frames"] > 20 and fig["added_latency_ms"]["p50"] > 0
     assert "ratio service / plain decode" in res.stdout
+    assert fig["ratio_analytics"] == pytest.approx(
+        sum(r["analytics_fps"] / r["plain_fps"] for r in fig["rounds"]) / 2
+    )
+    assert "with analytics on every stream" in res.stdout
+
+
+def test_analytics_bench_prints_cost_and_ground_truth(tmp_path: Path) -> None:
+    out = tmp_path / "an.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench_analytics", "--frames", "60", "--no-motion", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    fig = json.loads(out.read_text())
+    assert (
+        25 <= fig["cost"]["30"]["tracks_per_frame"] <= 31
+        and 90 <= fig["cost"]["100"]["tracks_per_frame"] <= 101
+    )
+    assert fig["cost"]["30"]["analytics_us_per_track"] > 0
+    truth = fig["truth"]["rendered boxes"]
+    assert truth["crossings_matched"] == truth["crossings_true"] > 0
+    assert "us/track" in res.stdout and "boxes +-2 px" in res.stdout

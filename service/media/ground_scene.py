@@ -275,3 +275,113 @@ class GroundScene:
         finally:
             writer.close()
         return Path(path)
+
+    # ------------------------------------------------------------------ scoring
+    def owners(self, tracks: dict[int, list[tuple[int, list[float]]]]) -> dict[int, int | None]:
+        """Each track's person: the one whose true box its boxes overlap most often (IoU >= 0.3)."""
+        out: dict[int, int | None] = {}
+        cache: dict[int, tuple[list[int], F64]] = {}
+        for tid, rows in tracks.items():
+            votes: dict[int, int] = {}
+            for frame, box in rows:
+                if frame not in cache:
+                    ids, boxes, _ = self.frame(frame)
+                    cache[frame] = (ids, boxes)
+                ids, boxes = cache[frame]
+                if not ids:
+                    continue
+                b = np.asarray(box)
+                iw = np.clip(np.minimum(boxes[:, 2], b[2]) - np.maximum(boxes[:, 0], b[0]), 0, None)
+                ih = np.clip(np.minimum(boxes[:, 3], b[3]) - np.maximum(boxes[:, 1], b[1]), 0, None)
+                inter = iw * ih
+                union = (
+                    (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+                    + (b[2] - b[0]) * (b[3] - b[1])
+                    - inter
+                )
+                iou = inter / union
+                k = int(np.argmax(iou))
+                if iou[k] >= 0.3:
+                    votes[ids[k]] = votes.get(ids[k], 0) + 1
+            out[tid] = max(votes, key=lambda p: votes[p]) if votes else None
+        return out
+
+    def score(
+        self, tracks: dict[int, list[tuple[int, list[float], dict[str, Any]]]], events: list[dict[str, Any]],
+        zone: tuple[float, float, float, float] = (12.0, 16.0, 16.0, 20.0),
+    ) -> dict[str, Any]:  # fmt: skip
+        """How analytics output (per track: frame, box, values; and the events) matches the truth:
+        speed errors on steady frames (known speed, constant for 1 s), distance error per track
+        (against its person's path over the track's frames), line crossings (matched to the true ones
+        by person and direction, within 2 frames), and the dwell error of each true stay."""
+        owner = self.owners({tid: [(f, b) for f, b, _ in rows] for tid, rows in tracks.items()})
+        speed_err: list[float] = []
+        dist_err: dict[int, float] = {}
+        for tid, rows in tracks.items():
+            pid = owner[tid]
+            if pid is None:
+                continue
+            for f, _, v in rows:
+                truth = self.truth(f).get(pid)
+                if truth and v.get("speed") is not None and self.steady(pid, f, 1.0):
+                    speed_err.append(abs(v["speed"] - truth[2]) / truth[2])
+            true_d = self.path_length(pid, rows[0][0], rows[-1][0])
+            if true_d > 2.0 and rows[-1][2].get("distance") is not None:
+                dist_err[tid] = rows[-1][2]["distance"] / true_d - 1
+        want = self.crossings()
+        got = [
+            (owner.get(e["id"]), e["frame"], e["direction"]) for e in events if e["event"] == "line_crossed"
+        ]
+        unmatched = list(got)
+        matched = 0
+        for pid, frame, d in want:
+            hit = next((g for g in unmatched if g[0] == pid and g[2] == d and abs(g[1] - frame) <= 2), None)
+            if hit is not None:
+                unmatched.remove(hit)
+                matched += 1
+        dwell_err = []
+        exits = [e for e in events if e["event"] == "zone_exited"]
+        for pid, first, after in self.visits(*zone):
+            if after is None:
+                continue
+            mine = [e for e in exits if owner.get(e["id"]) == pid]
+            true = (after - first) / self.fps
+            dwell_err.append(min((abs(e["dwell_s"] - true) for e in mine), default=true))
+        return {
+            "owner": owner,
+            "speed_err": speed_err,
+            "median_speed_err": float(np.median(speed_err)) if speed_err else None,
+            "dist_err": dist_err,
+            "crossings_true": len(want),
+            "crossings_counted": len(got),
+            "crossings_matched": matched,
+            "dwell_err_s": dwell_err,
+        }
+
+    def track_boxes(
+        self, jitter: float = 0.0, seed: int = 7
+    ) -> tuple[dict[int, list[tuple[int, list[float], dict[str, Any]]]], list[dict[str, Any]]]:
+        """The scene's own boxes (a detector that returns what was rendered), jittered by up to
+        ``jitter`` px (uniform, seeded), through ByteTrack and the scene's analytics: per track
+        (frame, box, values) and the events, ready for ``score``."""
+        from service.rules.analytics import Analytics, Resolved, parse_analytics
+        from tracker import ByteTracker, TrackerConfig
+
+        cam = self.camera
+        engine = Analytics(Resolved.of(parse_analytics(self.analytics()), cam.width, cam.height), "scene", 0.0,
+                           1 / self.fps)  # fmt: skip
+        tracker = ByteTracker(TrackerConfig(frame_rate=self.fps))
+        rng = np.random.default_rng(seed)
+        rows: dict[int, list[tuple[int, list[float], dict[str, Any]]]] = {}
+        events: list[dict[str, Any]] = []
+        for i in range(1, self.frames + 1):
+            ids, boxes, _ = self.frame(i)
+            noisy = boxes + rng.uniform(-jitter, jitter, boxes.shape) if jitter else boxes
+            tr = tracker.update(np.c_[noisy, np.full(len(ids), 0.9)], frame_index=i)
+            values, ev, _ = engine.update(i, self.time(i), tr.ids.tolist(), tr.xyxy, tr.classes.tolist(),
+                                          tr.ended_ids.tolist(), 0.0)  # fmt: skip
+            events += ev
+            for tid, box, v in zip(tr.ids.tolist(), tr.xyxy.tolist(), values, strict=True):
+                rows.setdefault(tid, []).append((i, box, v))
+        events += engine.end_all("end of clip", 0.0)[0]
+        return rows, events

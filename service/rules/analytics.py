@@ -45,8 +45,8 @@ repeats them for users):
   is. ``in_side`` names the side, seen on the image from the first point towards the second,
   that an ``in`` crossing ends on. The event's ``point`` is where the path meets the line.
 - **Ground, speed, distance** (with a calibration): the anchor mapped through the homography;
-  speed and distance from ``Kinematics`` (1 s trailing least-squares window by default; why in
-  its docstring). A point on or beyond the calibration's horizon has no ground position.
+  speed and distance from ``GroundMotion`` (``Kinematics``' rules for all tracks at once; 1 s trailing least-squares window by
+  default; why in ``Kinematics``' docstring). A point on or beyond the calibration's horizon has no ground position.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service.errors import ConfigError
 from service.rules.geometry import GeometryError, Homography, Polygon, segments_intersect
-from service.rules.kinematics import Kinematics
+from service.rules.kinematics import GroundMotion
 
 F64 = npt.NDArray[np.float64]
 Point = tuple[float, float]
@@ -333,7 +333,6 @@ class Resolved:
 class _Visit:
     t_enter: float
     frame_enter: int
-    last_seen: float
     loitered: bool = False
 
 
@@ -341,11 +340,14 @@ class _Visit:
 class _TrackState:
     cls: int
     first_t: float
-    last_t: float
-    kin: Kinematics | None
+    last_t: float  # the last time it was seen (a visit of a track that ends inside lasts until then)
+    slot: int  # its GroundMotion slot (-1: no calibration)
+    inside: list[bool]  # per zone, at its last frame (class filters applied)
+    codes: list[int]  # per line, at its last frame: +1 / -1 beyond the band on that side, 0 in it
+    sides: list[int]  # per line: the last side it was clearly on (0: not yet)
+    clear: list[Point | None]  # per line: the last point clearly on its side, kept while in the band
+    prev: Point = (0.0, 0.0)  # its anchor at its last frame
     visits: dict[int, _Visit] = field(default_factory=dict)  # zone index -> open visit
-    sides: list[int] = field(default_factory=list)  # per line: -1, +1, 0 (not yet clear)
-    clear: list[Point | None] = field(default_factory=list)  # per line: last point clearly on its side
     zone_s: dict[str, float] = field(default_factory=dict)  # closed visits' seconds per zone
 
 
@@ -399,8 +401,22 @@ class Analytics:
         self._edge_zone = np.array([e[0] for e in edges], dtype=np.intp)
         self._ea = np.array([e[1] for e in edges], dtype=np.float64).reshape(-1, 2)
         self._eb = np.array([e[2] for e in edges], dtype=np.float64).reshape(-1, 2)
+        self._edge_scale = np.maximum(1.0, np.abs(self._eb - self._ea).sum(axis=1))
         self._starts = np.array(
             [0, *np.cumsum([len(zone.polygon.vertices) for zone in z])[:-1]], dtype=np.intp
+        )
+        nl = len(resolved.lines)
+        self._zone_ids: dict[tuple[bool, ...], list[str]] = {}  # which zones a row of flags names
+        self._loiter = any(zn.loiter_s is not None for zn in z)
+        self._zone_cls = [(zi, _class_table(zn.classes)) for zi, zn in enumerate(z) if zn.classes is not None]
+        self._line_cls = [(li, _class_table(ln.classes)) for li, ln in enumerate(resolved.lines)
+                          if ln.classes is not None]  # fmt: skip
+        self._band = np.array([ln.band for ln in resolved.lines]) if nl else np.zeros(0)
+        window = resolved.spec.speed_window_s
+        self.motion = (
+            GroundMotion(window, max(1.0, window), capacity=max(8, 2 * math.ceil(window / self.period) + 4))
+            if resolved.homography is not None
+            else None
         )
         if resolved.lines:
             la = np.array([ln.a for ln in resolved.lines])
@@ -433,9 +449,12 @@ class Analytics:
         hits = (straddle & (px < xint)).astype(np.intp)
         parity = np.add.reduceat(hits, self._starts, axis=1) % 2 == 1
         cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-        scale = np.maximum(1.0, np.abs(bx - ax) + np.abs(by - ay))
+        near = np.abs(cross) <= 1e-9 * self._edge_scale
+        if not near.any():  # no point on an edge's line: the crossing parity decides
+            out0: npt.NDArray[np.bool_] = parity
+            return out0
         eps = 1e-9
-        on = ((np.abs(cross) <= eps * scale) & (np.minimum(ax, bx) - eps <= px) & (px <= np.maximum(ax, bx) + eps)
+        on = near & ((np.minimum(ax, bx) - eps <= px) & (px <= np.maximum(ax, bx) + eps)
               & (np.minimum(ay, by) - eps <= py) & (py <= np.maximum(ay, by) + eps))  # fmt: skip
         border = np.add.reduceat(on.astype(np.intp), self._starts, axis=1) > 0
         out: npt.NDArray[np.bool_] = parity | border
@@ -461,95 +480,120 @@ class Analytics:
         events: list[dict[str, Any]] = []
         r = self.r
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        n = len(ids)
+        cls = np.asarray(classes, dtype=np.int64).reshape(-1)
         pts = self.anchors(boxes, classes)
-        inside = self._inside(pts).tolist()
-        ground: list[list[float] | None] | None = None
-        if r.homography is not None:
-            ground = _to_ground(r.homography.matrix, pts, r.horizon_sign)
-        signed: list[list[float]] | None = None
+        states = [self._state(tid, int(c), now) for tid, c in zip(ids, cls.tolist(), strict=True)]
+        # zones: N x Z flags (class filters applied); lines: N x L codes (+1/-1 beyond the band, 0 in it)
+        inside = self._inside(pts)
+        for zi, allowed in self._zone_cls:
+            inside[:, zi] &= _allowed(allowed, cls)
+        inside_l = inside.tolist()
+        codes_l: list[list[int]] | None = None
         if r.lines:
             d = pts[:, None, :] - self._la[None, :, :]
-            signed = (
-                (self._ld[None, :, 0] * d[:, :, 1] - self._ld[None, :, 1] * d[:, :, 0]) / self._llen
-            ).tolist()
+            sd = (self._ld[None, :, 0] * d[:, :, 1] - self._ld[None, :, 1] * d[:, :, 0]) / self._llen
+            codes = np.where(sd > self._band, 1, np.where(sd < -self._band, -1, 0))
+            for li, allowed in self._line_cls:
+                codes[:, li] = np.where(_allowed(allowed, cls), codes[:, li], 0)
+            codes_l = codes.tolist()
+        # ground, speed, distance: every calibrated track in one pass
+        ground_l: list[list[float] | None] | None = None
+        if self.motion is not None and r.homography is not None:
+            g, ok = _ground_array(r.homography.matrix, pts, r.horizon_sign)
+            ground_l = [None] * n
+            speed_l: list[float | None] = [None] * n
+            dist_l = [0.0] * n
+            idx = np.flatnonzero(ok)
+            if len(idx):
+                slots = np.array([states[i].slot for i in idx.tolist()], dtype=np.intp)
+                sx, sy, sp, dist = self.motion.update(now, slots, g[idx, 0], g[idx, 1])
+                gx, gy = np.round(sx, 3).tolist(), np.round(sy, 3).tolist()
+                spd, dd = np.round(sp, 3).tolist(), np.round(dist, 3).tolist()
+                for j, i in enumerate(idx.tolist()):
+                    ground_l[i] = [gx[j], gy[j]]
+                    speed_l[i] = None if spd[j] != spd[j] else spd[j]  # NaN: not known yet
+                    dist_l[i] = dd[j]
+            for i in np.flatnonzero(~ok).tolist():
+                dist_l[i] = round(float(self.motion.distance[states[i].slot]), 3)
         pts_l = pts.tolist()
         values: list[TrackValues] = []
-        window = r.spec.speed_window_s
-        for i, tid in enumerate(ids):
-            c = int(classes[i])
-            st = self.tracks.get(tid)
-            if st is None:
-                kin = Kinematics(window, max(1.0, window)) if r.homography is not None else None
-                st = _TrackState(c, now, now, kin, sides=[0] * len(r.lines), clear=[None] * len(r.lines))
-                self.tracks[tid] = st
-            st.last_t = now
+        zone_ids = self._zone_ids
+        for i, st in enumerate(states):
+            tid = ids[i]
             p = pts_l[i]
             v: TrackValues = {}
-            if st.kin is not None and ground is not None:
-                g = ground[i]
-                if g is not None:
-                    m = st.kin.update(now, g[0], g[1])
-                    v["ground"] = [round(m.x, 3), round(m.y, 3)]
-                    v["speed"] = None if m.speed_mps is None else round(m.speed_mps, 3)
-                    v["distance"] = round(m.distance_m, 3)
-                else:
-                    v["ground"] = None
-                    v["speed"] = None
-                    v["distance"] = round(st.kin.distance_m, 3)
-            zin: list[str] = []
-            row = inside[i]
-            for zi, zone in enumerate(r.zones):
-                if zone.classes is not None and c not in zone.classes:
-                    continue
-                visit = st.visits.get(zi)
-                if row[zi]:
-                    zin.append(zone.id)
-                    if visit is None:
-                        st.visits[zi] = _Visit(now, frame, now)
+            if ground_l is not None:
+                v["ground"], v["speed"], v["distance"] = ground_l[i], speed_l[i], dist_l[i]
+            row = inside_l[i]
+            if row != st.inside:
+                for zi, (now_in, was_in) in enumerate(zip(row, st.inside, strict=True)):
+                    if now_in and not was_in:
+                        st.visits[zi] = _Visit(now, frame)
                         self.occupancy[zi] += 1
                         self.entered[zi] += 1
                         self.changed = True
-                        events.append(self._event("zone_entered", tid, c, ts, zone=zone.id, point=_r2(p),
-                                                  ground=_g(ground, i)))  # fmt: skip
-                    else:
-                        visit.last_seen = now
-                        if (
-                            zone.loiter_s is not None
-                            and not visit.loitered
-                            and now - visit.t_enter > zone.loiter_s
-                        ):
-                            visit.loitered = True
-                            events.append(self._event("loitering", tid, c, ts, zone=zone.id,
-                                                      dwell_s=round(now - visit.t_enter, 3)))  # fmt: skip
-                elif visit is not None:
-                    events.append(self._exit(tid, st, zi, now, "left", ts))
-            v["zones"] = zin
-            if signed is not None:
-                srow = signed[i]
-                for li, line in enumerate(r.lines):
-                    if line.classes is not None and c not in line.classes:
-                        continue
-                    sd = srow[li]
-                    if -line.band <= sd <= line.band:
-                        continue  # in the band: the track keeps the side it had
-                    s = 1 if sd > 0 else -1
-                    prev, start = st.sides[li], st.clear[li]
-                    st.sides[li], st.clear[li] = s, (p[0], p[1])
-                    if prev == 0 or prev == s or start is None:
-                        continue
-                    q = (p[0], p[1])
-                    if not segments_intersect(start, q, line.a, line.b):
-                        continue  # went round the end of the line
-                    direction = "in" if s == line.in_sign else "out"
-                    self.counts[li][direction] += 1
-                    self.changed = True
-                    hit = _intersection(start, q, line.a, line.b)
-                    events.append(self._event("line_crossed", tid, c, ts, line=line.id, direction=direction,
-                                              point=_r2(hit), ground=self._ground_of(hit),
-                                              speed_mps=v.get("speed")))  # fmt: skip
+                        events.append(self._event("zone_entered", tid, st.cls, ts, zone=r.zones[zi].id, point=_r2(p),
+                                                  ground=None if ground_l is None else ground_l[i]))  # fmt: skip
+                    elif was_in and not now_in and zi in st.visits:
+                        events.append(self._exit(tid, st, zi, now, "left", ts))
+                st.inside = row
+            if self._loiter and st.visits:
+                for zi, visit in st.visits.items():
+                    lim = r.zones[zi].loiter_s
+                    if lim is not None and not visit.loitered and now - visit.t_enter > lim:
+                        visit.loitered = True
+                        events.append(self._event("loitering", tid, st.cls, ts, zone=r.zones[zi].id,
+                                                  dwell_s=round(now - visit.t_enter, 3)))  # fmt: skip
+            key = tuple(row)
+            names = zone_ids.get(key)
+            if names is None:
+                names = zone_ids[key] = [zn.id for zn, f in zip(r.zones, row, strict=True) if f]
+            v["zones"] = names
+            if codes_l is not None:
+                crow = codes_l[i]
+                if crow != st.codes:
+                    self._lines(tid, st, crow, (p[0], p[1]), ts, v, events)
+            st.prev = (p[0], p[1])
+            st.last_t = now
             values.append(v)
         totals = [self._end(tid, "lost", ts, events) for tid in ended if tid in self.tracks]
         return values, events, totals
+
+    def _state(self, tid: int, c: int, now: float) -> _TrackState:
+        st = self.tracks.get(tid)
+        if st is None:
+            nz, nl = len(self.r.zones), len(self.r.lines)
+            slot = self.motion.allocate() if self.motion is not None else -1
+            st = self.tracks[tid] = _TrackState(
+                c, now, now, slot, [False] * nz, [0] * nl, [0] * nl, [None] * nl
+            )
+        return st
+
+    def _lines(self, tid: int, st: _TrackState, crow: list[int], p: Point, ts: float, v: TrackValues,
+               events: list[dict[str, Any]]) -> None:  # fmt: skip
+        """A track's line codes changed: remember where it entered a band, count side changes."""
+        for li, (c, was) in enumerate(zip(crow, st.codes, strict=True)):
+            if c == was:
+                continue
+            if c == 0:
+                if was != 0:
+                    st.clear[li] = st.prev  # entering the band: its last clear point
+                continue
+            start = st.prev if was != 0 else st.clear[li]
+            side, st.sides[li] = st.sides[li], c
+            if side == 0 or side == c or start is None:
+                continue
+            line = self.r.lines[li]
+            if not segments_intersect(start, p, line.a, line.b):
+                continue  # went round the end of the line
+            direction = "in" if c == line.in_sign else "out"
+            self.counts[li][direction] += 1
+            self.changed = True
+            hit = _intersection(start, p, line.a, line.b)
+            events.append(self._event("line_crossed", tid, st.cls, ts, line=line.id, direction=direction,
+                                      point=_r2(hit), ground=self._ground_of(hit), speed_mps=v.get("speed")))  # fmt: skip
+        st.codes = crow
 
     def end_all(self, reason: str, ts: float) -> tuple[list[dict[str, Any]], list[TrackTotals]]:
         """Every track ends (the stream stops, the tracker restarts, the analytics are replaced)."""
@@ -594,14 +638,14 @@ class Analytics:
     def _end(self, tid: int, reason: str, ts: float, events: list[dict[str, Any]]) -> TrackTotals:
         st = self.tracks.pop(tid)
         for zi in sorted(st.visits):
-            events.append(self._exit(tid, st, zi, st.visits[zi].last_seen, reason, ts))
+            events.append(self._exit(tid, st, zi, st.last_t, reason, ts))
         secs = st.last_t - st.first_t
-        k = st.kin
-        dist = None if k is None else k.distance_m
+        dist = top = None
+        if self.motion is not None:
+            dist, top = float(self.motion.distance[st.slot]), float(self.motion.max_speed[st.slot])
+            self.motion.release(st.slot)
         mean = None if dist is None or secs <= 0 else dist / secs
-        return TrackTotals(
-            tid, st.cls, secs, dist, None if k is None else k.max_speed_mps, mean, dict(st.zone_s)
-        )
+        return TrackTotals(tid, st.cls, secs, dist, top, mean, dict(st.zone_s))
 
     def _ground_of(self, p: Point) -> list[float] | None:
         h = self.r.homography
@@ -629,6 +673,17 @@ class Analytics:
         }
 
 
+def _class_table(classes: frozenset[int]) -> npt.NDArray[np.bool_]:
+    table = np.zeros(max(classes) + 2, dtype=bool)  # the last entry: any class beyond the table
+    table[sorted(classes)] = True
+    return table
+
+
+def _allowed(table: npt.NDArray[np.bool_], cls: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    out: npt.NDArray[np.bool_] = table[np.clip(cls, 0, len(table) - 1)]
+    return out
+
+
 def _anchor_y(boxes: F64, mode: str) -> F64:
     if mode == "bottom_center":
         return boxes[:, 3]
@@ -638,23 +693,21 @@ def _anchor_y(boxes: F64, mode: str) -> F64:
     return out
 
 
+def _ground_array(h: F64, pts: F64, sign: float) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """Image points on the ground, and which are in front of the calibration's horizon."""
+    p = pts @ h[:, :2].T + h[:, 2]
+    w = p[:, 2] * sign
+    ok = w > 1e-9 * np.abs(p[:, :2]).max(axis=1).clip(1.0) if len(p) else np.zeros(0, dtype=bool)
+    g: F64 = p[:, :2] / np.where(ok, p[:, 2], 1.0)[:, None]
+    return g, ok
+
+
 def _to_ground(h: F64, pts: F64, sign: float) -> list[list[float] | None]:
     """Image points on the ground; None for a point on or beyond the calibration's horizon."""
     if len(pts) == 0:
         return []
-    p = np.c_[pts, np.ones(len(pts))] @ h.T
-    w = p[:, 2] * sign
-    ok = w > 1e-9 * np.abs(p[:, :2]).max(axis=1).clip(1.0)
-    g = p[:, :2] / np.where(ok, p[:, 2], 1.0)[:, None]
+    g, ok = _ground_array(h, pts, sign)
     return [xy if good else None for xy, good in zip(g.tolist(), ok.tolist(), strict=True)]
-
-
-def _g(ground: list[list[float] | None] | None, i: int) -> list[float] | None:
-    if ground is None or ground[i] is None:
-        return None
-    g = ground[i]
-    assert g is not None
-    return [round(g[0], 3), round(g[1], 3)]
 
 
 def _r2(p: Sequence[float]) -> list[float]:
