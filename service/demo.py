@@ -94,12 +94,26 @@ class EmbeddedBroker:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+#: The synthetic pitch as a 40 m x 20 m futsal pitch: its touchlines (drawn 20 px inside a 1280x720
+#: frame) calibrate the ground, the halfway line counts, the left penalty area is a zone.
+_X0, _Y0, _X1, _Y1 = 20 / 1280, 20 / 720, 1259 / 1280, 699 / 720
+PITCH_ANALYTICS: dict[str, Any] = {
+    "calibration": {"relative": True, "image": [[_X0, _Y0], [_X1, _Y0], [_X1, _Y1], [_X0, _Y1]],
+                    "ground": [[0, 0], [40, 0], [40, 20], [0, 20]]},
+    "lines": [{"id": "halfway", "relative": True, "points": [[0.5, _Y0], [0.5, _Y1]]}],
+    "zones": [{"id": "left_box", "relative": True, "loiter_s": 10,
+               "points": [[_X0, 0.3], [0.16, 0.3], [0.16, 0.7], [_X0, 0.7]]}],
+}  # fmt: skip
+
+
 def demo_settings(args: Any, mqtt_url: str, port: int) -> dict[str, Any]:
     source = args.source or "synthetic://pitch?players=14&fps=25"
     sid = "pitch" if source.startswith("synthetic://") else "camera"
     stream: dict[str, Any] = {"id": sid, "url": source}
     if "://" not in source or source.startswith("file://"):
         stream.update(mode="replay", realtime=True, loop=True)  # a file behaves like a camera
+    if source.startswith("synthetic://pitch"):
+        stream["analytics"] = PITCH_ANALYTICS
     if args.model:
         detector: dict[str, Any] = {"kind": "onnx", "model": args.model, "preprocess": args.preprocess,
                                     "classes": args.classes}  # fmt: skip
@@ -143,7 +157,7 @@ async def _run(settings: Any, broker_note: str, duration: float | None, tty: boo
             f"  metrics    {base}/metrics\n"
             f"  streams    {base}/streams\n"
             f"  MQTT       {redact_url(settings.mqtt.url)}{broker_note}\n"
-            f"  topics     {p}/<stream>/tracks | events | status, {p}/service/{settings.instance}/status\n"
+            f"  topics     {p}/<stream>/tracks | events | status | analytics, {p}/service/{settings.instance}/status\n"
             f"  watch it   mosquitto_sub -h {host} -p {port} -t '{p}/#' -v\n"
             f"  source     {settings.streams[0].safe_url()}   detector {settings.detector.kind}\n"
             "  Ctrl-C stops.\n",

@@ -20,8 +20,9 @@ import numpy as np
 from aiohttp import web
 
 from service.app import Service
-from service.media.annotate import Annotator
+from service.media.annotate import Annotator, Overlay
 from service.pipeline import StreamState
+from service.rules.analytics import TrackValues
 from service.sources import FrameItem
 from tracker import Tracks
 
@@ -54,11 +55,15 @@ class StreamView:
             self.annotator.draw_state_only(tracks)
             return
         self._busy = True
-        task = asyncio.get_running_loop().run_in_executor(None, self._render, item.image, tracks)
+        overlay = None if state.analytics is None else Overlay.of(state.analytics)
+        task = asyncio.get_running_loop().run_in_executor(None, self._render, item.image, tracks, overlay,
+                                                          state.last_values)  # fmt: skip
         task.add_done_callback(self._done)
 
-    def _render(self, image: np.ndarray, tracks: Tracks) -> bytes:
-        out: Any = self.annotator.draw(image, tracks)
+    def _render(
+        self, image: np.ndarray, tracks: Tracks, overlay: Overlay | None, values: list[TrackValues] | None
+    ) -> bytes:
+        out: Any = self.annotator.draw(image, tracks, overlay, values)
         h, w = out.shape[:2]
         if w > MAX_WIDTH:
             out = cv2.resize(out, (MAX_WIDTH, round(h * MAX_WIDTH / w)), interpolation=cv2.INTER_AREA)

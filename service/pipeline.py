@@ -85,6 +85,7 @@ class StreamState:
         self.next_index = 1
         self.next_sample = 1
         self.last_tracks: Tracks | None = None
+        self.last_values: list[TrackValues] | None = None  # the analytics' per-track values of that frame
         self.last_item: FrameItem | None = None
         self.accepting = True
         self.removed = False  # set once the stream is removed: a late word from its source is ignored
@@ -309,7 +310,7 @@ class StreamState:
         self.processed_times.append(now)
         while self.processed_times and now - self.processed_times[0] > WINDOW_S:
             self.processed_times.popleft()
-        self.last_tracks, self.last_item = tracks, item
+        self.last_tracks, self.last_item, self.last_values = tracks, item, values
         for listener in self.listeners:
             listener(self, item, tracks)
 

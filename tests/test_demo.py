@@ -53,6 +53,12 @@ def test_demo_needs_nothing_and_says_where_to_look(tmp_path: Path) -> None:
         wait_for(lambda: demo.text().count(" fps ") >= 2, 15, "two refreshes of the console summary")
         msgs = sub.of("/tracks", "pitch")
         assert sum(len(m["tracks"]) for m in msgs[-20:]) / 20 >= 8, "most of the 14 players are tracked"
+        # the built-in analytics: ground positions on the 40 x 20 m pitch, speeds a player can run
+        rows = [t for m in msgs[-20:] for t in m["tracks"] if t.get("speed") is not None]
+        assert rows and all(0 <= t["ground"][0] <= 40 and 0 <= t["ground"][1] <= 20 for t in rows)
+        assert 0.3 < sorted(t["speed"] for t in rows)[len(rows) // 2] < 8
+        state = sub.of("/analytics", "pitch")[-1]
+        assert set(state["lines"]) == {"halfway"} and set(state["zones"]) == {"left_box"}
         fps = [float(x) for x in re.findall(r"online\s+([\d.]+) fps", demo.text())]
         assert fps and fps[-1] > 20
     finally:
@@ -92,3 +98,7 @@ def test_live_view_in_headless_chromium(tmp_path: Path) -> None:
     # boxes come in many colours (one per track ID), not one
     hues = cv2.cvtColor(viewer.astype(np.uint8), cv2.COLOR_BGR2HSV)[:, :, 0][box_like]
     assert len(np.unique(hues // 10)) >= 5
+    # the analytics drawn: the halfway line (magenta, BGR 255, 80, 255) down the middle of the frame
+    magenta = (viewer[:, :, 0] > 200) & (viewer[:, :, 2] > 200) & (viewer[:, :, 1] < 140)
+    assert magenta.sum() > 300, f"only {magenta.sum()} line-coloured pixels: no counting line drawn?"
+    assert "draw zone" in dom.stdout and "draw line" in dom.stdout, "the zone / line editor is there"

@@ -4,14 +4,30 @@ the zones (occupancy), lines (counts each way, an arrow towards the "in" side) a
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from service.rules.analytics import Analytics, TrackValues
+from service.rules.analytics import Analytics, Resolved, TrackValues
 from tracker import Tracks
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """What the analytics look like at one frame: their shapes, occupancy and counts (a snapshot, so
+    a frame can be drawn in another thread while the analytics go on)."""
+
+    r: Resolved
+    occupancy: tuple[int, ...]
+    counts: tuple[tuple[int, int], ...]  # per line: in, out
+
+    @classmethod
+    def of(cls, a: Analytics) -> Overlay:
+        return cls(a.r, tuple(a.occupancy), tuple((c["in"], c["out"]) for c in a.counts))
+
 
 ZONE_COLOUR = (0, 200, 255)
 LINE_COLOUR = (255, 80, 255)
@@ -50,7 +66,7 @@ class Annotator:
         self,
         image: npt.NDArray[np.uint8],
         tracks: Tracks,
-        analytics: Analytics | None = None,
+        analytics: Overlay | None = None,
         values: list[TrackValues] | None = None,
     ) -> npt.NDArray[np.uint8]:
         """Advance the trails and return an annotated copy of ``image`` (with the analytics' shapes,
@@ -105,7 +121,7 @@ def _label(out: Any, text: str, org: tuple[int, int], fg: tuple[int, int, int], 
     cv2.putText(out, text, (x + 2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, fg, thick, cv2.LINE_AA)
 
 
-def _draw_analytics(out: Any, a: Analytics, thick: int) -> None:
+def _draw_analytics(out: Any, a: Overlay, thick: int) -> None:
     """Zones (outline, a light fill, id and occupancy) and lines (with counts and an "in" arrow)."""
     if a.r.zones:
         fill = out.copy()
@@ -126,5 +142,5 @@ def _draw_analytics(out: Any, a: Analytics, thick: int) -> None:
         nx, ny = -dy * ln.in_sign, dx * ln.in_sign
         tip = (int(mx + 25 * nx), int(my + 25 * ny))
         cv2.arrowedLine(out, (int(mx), int(my)), tip, LINE_COLOUR, thick + 1, cv2.LINE_AA, tipLength=0.35)
-        c = a.counts[i]
-        _label(out, f"{ln.id}: in {c['in']} / out {c['out']}", (int(mx) + 8, int(my) - 8), LINE_COLOUR, thick)
+        c_in, c_out = a.counts[i]
+        _label(out, f"{ln.id}: in {c_in} / out {c_out}", (int(mx) + 8, int(my) - 8), LINE_COLOUR, thick)

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detector_client.base import Detector, PreparedFrame
-from service.media.annotate import Annotator
+from service.media.annotate import Annotator, Overlay
 from service.media.video import ended_early, iter_prepared, open_video, prepare_frame, to_bgr
 from service.rules.analytics import Analytics, AnalyticsSpec, Resolved, TrackTotals
 from tracker import ByteTracker, TrackerConfig
@@ -175,7 +175,11 @@ def track_video(
                         span = lengths.setdefault(tid, [prep.index, prep.index])
                         span[1] = prep.index
                     if writer is not None and annotator is not None and img is not None:
-                        writer.write(annotator.draw(img, tracks, engine, values))
+                        writer.write(
+                            annotator.draw(
+                                img, tracks, None if engine is None else Overlay.of(engine), values
+                            )
+                        )
                 pending.clear()
 
             index = 0

@@ -59,6 +59,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from service.errors import ConfigError
@@ -346,7 +347,8 @@ class _TrackState:
     codes: list[int]  # per line, at its last frame: +1 / -1 beyond the band on that side, 0 in it
     sides: list[int]  # per line: the last side it was clearly on (0: not yet)
     clear: list[Point | None]  # per line: the last point clearly on its side, kept while in the band
-    prev: Point = (0.0, 0.0)  # its anchor at its last frame
+    prev: Sequence[float] = (0.0, 0.0)  # its anchor at its last frame
+    names: list[str] = field(default_factory=list)  # the ids of the zones it is in
     visits: dict[int, _Visit] = field(default_factory=dict)  # zone index -> open visit
     zone_s: dict[str, float] = field(default_factory=dict)  # closed visits' seconds per zone
 
@@ -391,75 +393,18 @@ class Analytics:
         self._t: float | None = None  # last frame's source time
         self.clock = 0.0  # analytics time: increases by the source's time steps (or a frame period)
         self.changed = True  # the state (occupancy, counts) changed since ``state()`` was last read
-        anchors = dict(resolved.spec.anchors)
-        self._anchor_default = resolved.spec.anchor
-        self._anchors = anchors
         z = resolved.zones
-        # All zones' edges in one array: containment for every track and zone in a few numpy calls.
-        edges = [(zi, v[i], v[(i + 1) % len(v)]) for zi, zone in enumerate(z)
-                 for v in (zone.polygon.vertices,) for i in range(len(v))]  # fmt: skip
-        self._edge_zone = np.array([e[0] for e in edges], dtype=np.intp)
-        self._ea = np.array([e[1] for e in edges], dtype=np.float64).reshape(-1, 2)
-        self._eb = np.array([e[2] for e in edges], dtype=np.float64).reshape(-1, 2)
-        self._edge_scale = np.maximum(1.0, np.abs(self._eb - self._ea).sum(axis=1))
-        self._starts = np.array(
-            [0, *np.cumsum([len(zone.polygon.vertices) for zone in z])[:-1]], dtype=np.intp
-        )
-        nl = len(resolved.lines)
+        self._geo = _geometry_tables(resolved)
         self._zone_ids: dict[tuple[bool, ...], list[str]] = {}  # which zones a row of flags names
         self._loiter = any(zn.loiter_s is not None for zn in z)
-        self._zone_cls = [(zi, _class_table(zn.classes)) for zi, zn in enumerate(z) if zn.classes is not None]
-        self._line_cls = [(li, _class_table(ln.classes)) for li, ln in enumerate(resolved.lines)
-                          if ln.classes is not None]  # fmt: skip
-        self._band = np.array([ln.band for ln in resolved.lines]) if nl else np.zeros(0)
         window = resolved.spec.speed_window_s
         self.motion = (
             GroundMotion(window, max(1.0, window), capacity=max(8, 2 * math.ceil(window / self.period) + 4))
             if resolved.homography is not None
             else None
         )
-        if resolved.lines:
-            la = np.array([ln.a for ln in resolved.lines])
-            lb = np.array([ln.b for ln in resolved.lines])
-            self._ld = lb - la
-            self._la = la
-            self._llen = np.array([ln.length for ln in resolved.lines])
 
     # ------------------------------------------------------------------ per frame
-    def anchors(self, boxes: F64, classes: Sequence[int]) -> F64:
-        """The anchor point of each box (N x 2)."""
-        x = (boxes[:, 0] + boxes[:, 2]) * 0.5
-        mode = [self._anchors.get(c, self._anchor_default) for c in classes] if self._anchors else None
-        if mode is None or all(m == self._anchor_default for m in mode):
-            y = _anchor_y(boxes, self._anchor_default)
-        else:
-            y = np.array([_anchor_y(boxes[i : i + 1], m)[0] for i, m in enumerate(mode)])
-        return np.stack([x, y], axis=1)
-
-    def _inside(self, pts: F64) -> npt.NDArray[np.bool_]:
-        """N x Z: anchor inside (or on the border of) each zone."""
-        n, nz = len(pts), len(self.r.zones)
-        if nz == 0 or n == 0:
-            return np.zeros((n, nz), dtype=bool)
-        px, py = pts[:, 0:1], pts[:, 1:2]
-        ax, ay, bx, by = self._ea[:, 0], self._ea[:, 1], self._eb[:, 0], self._eb[:, 1]
-        straddle = (ay > py) != (by > py)
-        dy = np.where(by == ay, 1.0, by - ay)
-        xint = ax + (py - ay) * (bx - ax) / dy
-        hits = (straddle & (px < xint)).astype(np.intp)
-        parity = np.add.reduceat(hits, self._starts, axis=1) % 2 == 1
-        cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-        near = np.abs(cross) <= 1e-9 * self._edge_scale
-        if not near.any():  # no point on an edge's line: the crossing parity decides
-            out0: npt.NDArray[np.bool_] = parity
-            return out0
-        eps = 1e-9
-        on = near & ((np.minimum(ax, bx) - eps <= px) & (px <= np.maximum(ax, bx) + eps)
-              & (np.minimum(ay, by) - eps <= py) & (py <= np.maximum(ay, by) + eps))  # fmt: skip
-        border = np.add.reduceat(on.astype(np.intp), self._starts, axis=1) > 0
-        out: npt.NDArray[np.bool_] = parity | border
-        return out
-
     def update(
         self,
         frame: int,
@@ -479,82 +424,60 @@ class Analytics:
         now = self.clock
         events: list[dict[str, Any]] = []
         r = self.r
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        boxes = np.ascontiguousarray(boxes, dtype=np.float64).reshape(-1, 4)
         n = len(ids)
         cls = np.asarray(classes, dtype=np.int64).reshape(-1)
-        pts = self.anchors(boxes, classes)
-        states = [self._state(tid, int(c), now) for tid, c in zip(ids, cls.tolist(), strict=True)]
-        # zones: N x Z flags (class filters applied); lines: N x L codes (+1/-1 beyond the band, 0 in it)
-        inside = self._inside(pts)
-        for zi, allowed in self._zone_cls:
-            inside[:, zi] &= _allowed(allowed, cls)
+        states = [self._state(tid, c, now) for tid, c in zip(ids, cls.tolist(), strict=True)]
+        # anchors, zone flags, line codes (+1/-1 beyond the band, 0 in it), ground points: one pass
+        g = self._geo
+        pts, inside, codes, gr, ok = _frame_geometry(boxes, cls, *g)
         inside_l = inside.tolist()
-        codes_l: list[list[int]] | None = None
-        if r.lines:
-            d = pts[:, None, :] - self._la[None, :, :]
-            sd = (self._ld[None, :, 0] * d[:, :, 1] - self._ld[None, :, 1] * d[:, :, 0]) / self._llen
-            codes = np.where(sd > self._band, 1, np.where(sd < -self._band, -1, 0))
-            for li, allowed in self._line_cls:
-                codes[:, li] = np.where(_allowed(allowed, cls), codes[:, li], 0)
-            codes_l = codes.tolist()
+        codes_l: list[list[int]] | None = codes.tolist() if r.lines else None
         # ground, speed, distance: every calibrated track in one pass
         ground_l: list[list[float] | None] | None = None
-        if self.motion is not None and r.homography is not None:
-            g, ok = _ground_array(r.homography.matrix, pts, r.horizon_sign)
+        if self.motion is not None:
             ground_l = [None] * n
             speed_l: list[float | None] = [None] * n
             dist_l = [0.0] * n
             idx = np.flatnonzero(ok)
             if len(idx):
                 slots = np.array([states[i].slot for i in idx.tolist()], dtype=np.intp)
-                sx, sy, sp, dist = self.motion.update(now, slots, g[idx, 0], g[idx, 1])
-                gx, gy = np.round(sx, 3).tolist(), np.round(sy, 3).tolist()
-                spd, dd = np.round(sp, 3).tolist(), np.round(dist, 3).tolist()
+                motion = np.round(
+                    np.stack(self.motion.update(now, slots, gr[idx, 0], gr[idx, 1])), 3
+                ).tolist()
                 for j, i in enumerate(idx.tolist()):
-                    ground_l[i] = [gx[j], gy[j]]
-                    speed_l[i] = None if spd[j] != spd[j] else spd[j]  # NaN: not known yet
-                    dist_l[i] = dd[j]
-            for i in np.flatnonzero(~ok).tolist():
-                dist_l[i] = round(float(self.motion.distance[states[i].slot]), 3)
+                    ground_l[i] = [motion[0][j], motion[1][j]]
+                    sp = motion[2][j]
+                    speed_l[i] = None if sp != sp else sp  # NaN: not known yet
+                    dist_l[i] = motion[3][j]
+            if len(idx) < n:
+                for i in np.flatnonzero(~ok).tolist():
+                    dist_l[i] = round(float(self.motion.distance[states[i].slot]), 3)
         pts_l = pts.tolist()
         values: list[TrackValues] = []
         zone_ids = self._zone_ids
+        loiter = self._loiter
         for i, st in enumerate(states):
-            tid = ids[i]
             p = pts_l[i]
-            v: TrackValues = {}
-            if ground_l is not None:
-                v["ground"], v["speed"], v["distance"] = ground_l[i], speed_l[i], dist_l[i]
             row = inside_l[i]
             if row != st.inside:
-                for zi, (now_in, was_in) in enumerate(zip(row, st.inside, strict=True)):
-                    if now_in and not was_in:
-                        st.visits[zi] = _Visit(now, frame)
-                        self.occupancy[zi] += 1
-                        self.entered[zi] += 1
-                        self.changed = True
-                        events.append(self._event("zone_entered", tid, st.cls, ts, zone=r.zones[zi].id, point=_r2(p),
-                                                  ground=None if ground_l is None else ground_l[i]))  # fmt: skip
-                    elif was_in and not now_in and zi in st.visits:
-                        events.append(self._exit(tid, st, zi, now, "left", ts))
-                st.inside = row
-            if self._loiter and st.visits:
-                for zi, visit in st.visits.items():
-                    lim = r.zones[zi].loiter_s
-                    if lim is not None and not visit.loitered and now - visit.t_enter > lim:
-                        visit.loitered = True
-                        events.append(self._event("loitering", tid, st.cls, ts, zone=r.zones[zi].id,
-                                                  dwell_s=round(now - visit.t_enter, 3)))  # fmt: skip
-            key = tuple(row)
-            names = zone_ids.get(key)
-            if names is None:
-                names = zone_ids[key] = [zn.id for zn, f in zip(r.zones, row, strict=True) if f]
-            v["zones"] = names
-            if codes_l is not None:
-                crow = codes_l[i]
-                if crow != st.codes:
-                    self._lines(tid, st, crow, (p[0], p[1]), ts, v, events)
-            st.prev = (p[0], p[1])
+                self._zones(
+                    ids[i], st, row, p, None if ground_l is None else ground_l[i], now, frame, ts, events
+                )
+                key = tuple(row)
+                names = zone_ids.get(key)
+                if names is None:
+                    names = zone_ids[key] = [zn.id for zn, f in zip(r.zones, row, strict=True) if f]
+                st.names = names
+            if loiter and st.visits:
+                self._loitering(ids[i], st, now, ts, events)
+            if ground_l is None:
+                v: TrackValues = {"zones": st.names}
+            else:
+                v = {"zones": st.names, "ground": ground_l[i], "speed": speed_l[i], "distance": dist_l[i]}
+            if codes_l is not None and codes_l[i] != st.codes:
+                self._lines(ids[i], st, codes_l[i], (p[0], p[1]), ts, v, events)
+            st.prev = p
             st.last_t = now
             values.append(v)
         totals = [self._end(tid, "lost", ts, events) for tid in ended if tid in self.tracks]
@@ -570,6 +493,31 @@ class Analytics:
             )
         return st
 
+    def _zones(self, tid: int, st: _TrackState, row: list[bool], p: Sequence[float], ground: list[float] | None,
+               now: float, frame: int, ts: float, events: list[dict[str, Any]]) -> None:  # fmt: skip
+        """A track's zone flags changed: it entered some zones, left others."""
+        for zi, (now_in, was_in) in enumerate(zip(row, st.inside, strict=True)):
+            if now_in and not was_in:
+                st.visits[zi] = _Visit(now, frame)
+                self.occupancy[zi] += 1
+                self.entered[zi] += 1
+                self.changed = True
+                events.append(self._event("zone_entered", tid, st.cls, ts, zone=self.r.zones[zi].id, point=_r2(p),
+                                          ground=ground))  # fmt: skip
+            elif was_in and not now_in and zi in st.visits:
+                events.append(self._exit(tid, st, zi, now, "left", ts))
+        st.inside = row
+
+    def _loitering(
+        self, tid: int, st: _TrackState, now: float, ts: float, events: list[dict[str, Any]]
+    ) -> None:
+        for zi, visit in st.visits.items():
+            lim = self.r.zones[zi].loiter_s
+            if lim is not None and not visit.loitered and now - visit.t_enter > lim:
+                visit.loitered = True
+                events.append(self._event("loitering", tid, st.cls, ts, zone=self.r.zones[zi].id,
+                                          dwell_s=round(now - visit.t_enter, 3)))  # fmt: skip
+
     def _lines(self, tid: int, st: _TrackState, crow: list[int], p: Point, ts: float, v: TrackValues,
                events: list[dict[str, Any]]) -> None:  # fmt: skip
         """A track's line codes changed: remember where it entered a band, count side changes."""
@@ -578,9 +526,9 @@ class Analytics:
                 continue
             if c == 0:
                 if was != 0:
-                    st.clear[li] = st.prev  # entering the band: its last clear point
+                    st.clear[li] = (st.prev[0], st.prev[1])  # entering the band: its last clear point
                 continue
-            start = st.prev if was != 0 else st.clear[li]
+            start = (st.prev[0], st.prev[1]) if was != 0 else st.clear[li]
             side, st.sides[li] = st.sides[li], c
             if side == 0 or side == c or start is None:
                 continue
@@ -673,24 +621,105 @@ class Analytics:
         }
 
 
-def _class_table(classes: frozenset[int]) -> npt.NDArray[np.bool_]:
-    table = np.zeros(max(classes) + 2, dtype=bool)  # the last entry: any class beyond the table
-    table[sorted(classes)] = True
-    return table
+_ANCHORS = {"bottom_center": 0, "center": 1, "top_center": 2}
 
 
-def _allowed(table: npt.NDArray[np.bool_], cls: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    out: npt.NDArray[np.bool_] = table[np.clip(cls, 0, len(table) - 1)]
-    return out
+def _geometry_tables(r: Resolved) -> tuple[Any, ...]:
+    """The arrays ``_frame_geometry`` reads: anchors per class, zone edges, lines, class filters, the
+    homography. A class beyond the tables takes their last column (the default anchor; a shape with
+    a class filter does not apply to it)."""
+    spec = r.spec
+    shapes: list[_Zone | _Line] = [*r.zones, *r.lines]
+    classes = {*spec.anchors, *(c for sh in shapes for c in (sh.classes or ()))}
+    ncls = max(classes, default=-1) + 2
+    anchor_of = np.full(ncls, _ANCHORS[spec.anchor], dtype=np.int64)
+    for c, a in spec.anchors.items():
+        anchor_of[c] = _ANCHORS[a]
+
+    def allowed(group: Sequence[_Zone | _Line]) -> npt.NDArray[np.bool_]:
+        ok = np.ones((len(group), ncls), dtype=bool)
+        for i, sh in enumerate(group):
+            if sh.classes is not None:
+                ok[i] = False
+                ok[i, sorted(sh.classes)] = True
+        return ok
+
+    verts = [zn.polygon.vertices for zn in r.zones]
+    ea = np.array([v[i] for v in verts for i in range(len(v))], dtype=np.float64).reshape(-1, 2)
+    eb = np.array([v[(i + 1) % len(v)] for v in verts for i in range(len(v))], dtype=np.float64).reshape(
+        -1, 2
+    )
+    bounds = np.array([0, *np.cumsum([len(v) for v in verts])], dtype=np.int64)
+    la = np.array([ln.a for ln in r.lines], dtype=np.float64).reshape(-1, 2)
+    lb = np.array([ln.b for ln in r.lines], dtype=np.float64).reshape(-1, 2)
+    band = np.array([ln.band for ln in r.lines], dtype=np.float64)
+    h = r.homography.matrix if r.homography is not None else np.eye(3)
+    return (anchor_of, ea, eb, bounds, allowed(r.zones), la, lb - la, band, allowed(r.lines),
+            np.ascontiguousarray(h, dtype=np.float64), float(r.horizon_sign), r.homography is not None)  # fmt: skip
 
 
-def _anchor_y(boxes: F64, mode: str) -> F64:
-    if mode == "bottom_center":
-        return boxes[:, 3]
-    if mode == "top_center":
-        return boxes[:, 1]
-    out: F64 = (boxes[:, 1] + boxes[:, 3]) * 0.5
-    return out
+@njit(cache=True, nogil=True)
+def _frame_geometry(  # pragma: no cover - compiled
+    boxes: np.ndarray,
+    cls: np.ndarray,
+    anchor_of: np.ndarray,
+    ea: np.ndarray,
+    eb: np.ndarray,
+    bounds: np.ndarray,
+    zone_ok: np.ndarray,
+    la: np.ndarray,
+    ld: np.ndarray,
+    band: np.ndarray,
+    line_ok: np.ndarray,
+    h: np.ndarray,
+    hsign: float,
+    calibrated: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per track: its anchor, in which zones it is (inside or on the border; class filters applied),
+    on which side of each line beyond its band (+1 right, -1 left, seen on the image from the line's
+    first point; 0 within the band or not its class), its ground point and whether it has one."""
+    n, nz, nl, ncls = boxes.shape[0], len(bounds) - 1, la.shape[0], anchor_of.shape[0]
+    pts = np.empty((n, 2))
+    inside = np.zeros((n, nz), dtype=np.bool_)
+    codes = np.zeros((n, nl), dtype=np.int64)
+    ground = np.zeros((n, 2))
+    ok = np.zeros(n, dtype=np.bool_)
+    eps = 1e-9
+    for i in range(n):
+        c = min(max(cls[i], 0), ncls - 1)
+        mode = anchor_of[c]
+        px = 0.5 * (boxes[i, 0] + boxes[i, 2])
+        py = boxes[i, 3] if mode == 0 else (0.5 * (boxes[i, 1] + boxes[i, 3]) if mode == 1 else boxes[i, 1])
+        pts[i, 0], pts[i, 1] = px, py
+        for z in range(nz):
+            if not zone_ok[z, c]:
+                continue
+            odd = False
+            border = False
+            for e in range(bounds[z], bounds[z + 1]):
+                ax, ay, bx, by = ea[e, 0], ea[e, 1], eb[e, 0], eb[e, 1]
+                cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
+                if (abs(cross) <= eps * max(1.0, abs(bx - ax) + abs(by - ay)) and min(ax, bx) - eps <= px <= max(ax, bx) + eps
+                        and min(ay, by) - eps <= py <= max(ay, by) + eps):  # fmt: skip
+                    border = True
+                    break
+                if (ay > py) != (by > py) and px < ax + (py - ay) * (bx - ax) / (by - ay):
+                    odd = not odd
+            inside[i, z] = border or odd
+        for k in range(nl):
+            if not line_ok[k, c]:
+                continue
+            dx, dy = ld[k, 0], ld[k, 1]
+            sd = (dx * (py - la[k, 1]) - dy * (px - la[k, 0])) / math.hypot(dx, dy)
+            codes[i, k] = 1 if sd > band[k] else (-1 if sd < -band[k] else 0)
+        if calibrated:
+            gx = h[0, 0] * px + h[0, 1] * py + h[0, 2]
+            gy = h[1, 0] * px + h[1, 1] * py + h[1, 2]
+            w = h[2, 0] * px + h[2, 1] * py + h[2, 2]
+            if w * hsign > 1e-9 * max(1.0, abs(gx), abs(gy)):
+                ground[i, 0], ground[i, 1] = gx / w, gy / w
+                ok[i] = True
+    return pts, inside, codes, ground, ok
 
 
 def _ground_array(h: F64, pts: F64, sign: float) -> tuple[F64, npt.NDArray[np.bool_]]:
