@@ -168,6 +168,13 @@ def test_analytics_at_run_time(tmp_path: Path) -> None:
         assert "trackcast_zone_occupancy{" not in svc.get("/metrics")[1].replace('stream="misfit"', "")
         last = sub.of("/tracks", "pitch")[-1]["tracks"]
         assert all("zones" not in t for t in last)
+        # a removed stream takes its analytics series and retained state with it
+        assert svc.request("PUT", "/streams/pitch/analytics", half)[0] == 200
+        wait_for(lambda: 'zone="left"' in svc.get("/metrics")[1], 10, "the series back")
+        assert svc.request("DELETE", "/streams/pitch")[0] == 204
+        metrics = svc.get("/metrics")[1]
+        assert 'stream="pitch"' not in metrics
+        wait_for(lambda: sub.of("/analytics", "pitch")[-1] is None, 10, "the retained state cleared")
     finally:
         svc.stop()
         sub.close()

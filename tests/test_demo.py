@@ -53,9 +53,10 @@ def test_demo_needs_nothing_and_says_where_to_look(tmp_path: Path) -> None:
         wait_for(lambda: demo.text().count(" fps ") >= 2, 15, "two refreshes of the console summary")
         msgs = sub.of("/tracks", "pitch")
         assert sum(len(m["tracks"]) for m in msgs[-20:]) / 20 >= 8, "most of the 14 players are tracked"
-        # the built-in analytics: ground positions on the 40 x 20 m pitch, speeds a player can run
+        # the built-in analytics: ground positions on the 40 x 20 m pitch (players roam up to the
+        # frame's edge, a metre beyond the touchlines), speeds a player can run
         rows = [t for m in msgs[-20:] for t in m["tracks"] if t.get("speed") is not None]
-        assert rows and all(0 <= t["ground"][0] <= 40 and 0 <= t["ground"][1] <= 20 for t in rows)
+        assert rows and all(-1 <= t["ground"][0] <= 41 and -1 <= t["ground"][1] <= 21 for t in rows)
         assert 0.3 < sorted(t["speed"] for t in rows)[len(rows) // 2] < 8
         state = sub.of("/analytics", "pitch")[-1]
         assert set(state["lines"]) == {"halfway"} and set(state["zones"]) == {"left_box"}
