@@ -163,11 +163,16 @@ def test_analytics_at_run_time(tmp_path: Path) -> None:
         assert exits and exits[-1]["reason"] == "analytics changed"
         # removing them clears the retained state
         assert svc.request("PUT", "/streams/pitch/analytics", {})[0] == 200
+        removed_at = time.time()
         wait_for(lambda: sub.of("/analytics", "pitch")[-1] is None, 10, "the retained state cleared")
-        assert "zone" not in svc.get("/streams/pitch")[1] or svc.get("/streams/pitch")[1]["analytics"] is None
+        assert svc.get("/streams/pitch")[1]["analytics"] is None
         assert "trackcast_zone_occupancy{" not in svc.get("/metrics")[1].replace('stream="misfit"', "")
-        last = sub.of("/tracks", "pitch")[-1]["tracks"]
-        assert all("zones" not in t for t in last)
+
+        def after() -> list[dict[str, Any]]:  # frames decoded once the PUT was answered
+            return [m for m in sub.of("/tracks", "pitch") if m["capture_ts"] > removed_at]
+
+        wait_for(lambda: len(after()) >= 5, 10, "frames after the removal")
+        assert all("zones" not in t for m in after() for t in m["tracks"])
         # a removed stream takes its analytics series and retained state with it
         assert svc.request("PUT", "/streams/pitch/analytics", half)[0] == 200
         wait_for(lambda: 'zone="left"' in svc.get("/metrics")[1], 10, "the series back")
