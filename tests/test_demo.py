@@ -103,3 +103,83 @@ def test_live_view_in_headless_chromium(tmp_path: Path) -> None:
     magenta = (viewer[:, :, 0] > 200) & (viewer[:, :, 2] > 200) & (viewer[:, :, 1] < 140)
     assert magenta.sum() > 300, f"only {magenta.sum()} line-coloured pixels: no counting line drawn?"
     assert "draw zone" in dom.stdout and "draw line" in dom.stdout, "the zone / line editor is there"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make test installs it)")
+def test_the_editor_draws_a_line_on_the_frame_and_saves_it(tmp_path: Path) -> None:
+    """A real browser (Chromium over the DevTools protocol) clicks two points on the live frame,
+    names the line and saves: the stream's analytics get that line, at those source pixels."""
+    import asyncio
+    import json
+    import urllib.request
+
+    import aiohttp
+
+    demo = Demo(tmp_path)
+    port = free_port()
+    browser = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                f"--user-data-dir={tmp_path / 'chr'}", f"--remote-debugging-port={port}",
+                                "--window-size=1400,900", f"http://127.0.0.1:{demo.port}/?stream=pitch"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    def page_ws() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
+                pages = [t for t in json.load(r) if t["type"] == "page"]
+        except OSError:
+            return None
+        return pages[0]["webSocketDebuggerUrl"] if pages else None
+
+    async def drive(ws_url: str) -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(ws_url, max_msg_size=0) as ws:
+            seq = 0
+
+            async def cdp(method: str, **params: object) -> dict:  # type: ignore[type-arg]
+                nonlocal seq
+                seq += 1
+                await ws.send_json({"id": seq, "method": method, "params": params})
+                while True:
+                    msg = await ws.receive_json()
+                    if msg.get("id") == seq:
+                        return msg.get("result", {})  # type: ignore[no-any-return]
+
+            async def js(expr: str) -> object:
+                res = await cdp("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
+                return res.get("result", {}).get("value")
+
+            for _ in range(100):  # the frame shown, the stream's size known
+                if await js(
+                    "(() => { const i = document.getElementById('live'); return !!(i && i.naturalWidth && frameSize) })()"
+                ):
+                    break
+                await asyncio.sleep(0.2)
+            rect = await js("JSON.stringify(document.getElementById('live').getBoundingClientRect())")
+            box = json.loads(str(rect))
+            await js("document.getElementById('draw-line').click()")
+            for fx in (0.25, 0.75):
+                x, y = box["left"] + fx * box["width"], box["top"] + 0.5 * box["height"]
+                for kind in ("mousePressed", "mouseReleased"):
+                    await cdp("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+            await js("document.getElementById('shape-id').value = 'drawn'")
+            await js("document.getElementById('save-shape').click()")
+            for _ in range(50):
+                if "saved" in str(await js("document.getElementById('edit-msg').textContent")):
+                    break
+                await asyncio.sleep(0.2)
+
+    try:
+        wait_for(lambda: page_ws() is not None, 30, "Chromium's DevTools endpoint")
+        url = page_ws()
+        assert url is not None
+        asyncio.run(asyncio.wait_for(drive(url), 60))
+        with urllib.request.urlopen(f"http://127.0.0.1:{demo.port}/streams/pitch/analytics", timeout=5) as r:
+            view = json.load(r)
+    finally:
+        browser.terminate()
+        browser.wait(10)
+        assert demo.stop() == 0
+    drawn = [ln for ln in view["config"]["lines"] if ln["id"] == "drawn"]
+    assert drawn, view["config"]["lines"]
+    (x1, y1), (x2, y2) = drawn[0]["points"]
+    assert abs(x1 - 320) <= 4 and abs(x2 - 960) <= 4 and abs(y1 - 360) <= 4 and abs(y2 - 360) <= 4, drawn[0]
+    assert [ln["id"] for ln in view["config"]["lines"]] == ["halfway", "drawn"]  # the demo's line kept
