@@ -8,6 +8,7 @@ scene's true speeds, path lengths, line crossings and stays.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -243,3 +244,20 @@ def test_speed_unknown_until_half_a_window_and_distance_of_a_stand_still() -> No
         dist = v[0]["distance"]
     assert speeds[:11] == [None] * 11 and speeds[13] is not None  # known once the window spans 0.5 s
     assert dist < 1.0 and math.isfinite(dist)
+
+
+def test_a_streams_analytics_from_the_environment_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.config import load_settings
+
+    zone = {"id": "door", "points": SQUARE, "classes": ["person"]}
+    monkeypatch.setenv(
+        "TRACKCAST_STREAMS", json.dumps([{"id": "cam", "url": "x.mp4", "analytics": {"zones": [zone]}}])
+    )
+    spec = load_settings(None).streams[0].analytics
+    assert spec is not None and spec.zones[0].classes == [0]
+    bad = {**zone, "points": [[0, 0], [10, 10], [10, 0], [0, 10]]}
+    monkeypatch.setenv(
+        "TRACKCAST_STREAMS", json.dumps([{"id": "cam", "url": "x.mp4", "analytics": {"zones": [bad]}}])
+    )
+    with pytest.raises(ConfigError, match=r"streams\.0\.analytics\.zones\.0: the polygon intersects itself"):
+        load_settings(None)
