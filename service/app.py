@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -26,10 +27,11 @@ from detector_client.backoff import Backoff
 from detector_client.base import Detector
 from detector_client.errors import DetectorError
 from service.config import Settings, StreamConfig
-from service.errors import ConfigError, StreamExists, UnknownStream
+from service.errors import ConfigError, NotOwned, StreamExists, UnknownStream
 from service.metrics import Metrics
 from service.mqtt import Publisher
 from service.pipeline import Batcher, StreamState
+from service.rules.sharding import owner
 from service.sources import ThreadSource, VideoSource
 from service.webrtc import WhipIngest
 from tracker import ByteTracker
@@ -56,6 +58,10 @@ class Service:
         self.ready = asyncio.Event()
         self.stopped = asyncio.Event()
         self.started_at = time.time()
+        # Sharding (service.rules.sharding): this instance serves the streams its shard owns.
+        self.shards = settings.cluster.shards
+        self.shard = settings.cluster.resolve(socket.gethostname())
+        self.elsewhere: dict[str, int] = {}  # configured streams another shard serves -> its shard
         self.stream_added: list[Callable[[StreamState], None]] = []
         self.stream_removed: list[Callable[[str], None]] = []
 
@@ -94,7 +100,11 @@ class Service:
         gc.collect()
         gc.freeze()
         for cfg in self.settings.streams:
-            await self.add_stream(cfg)
+            shard = owner(cfg.id, self.shards)
+            if shard == self.shard:
+                await self.add_stream(cfg)
+            else:
+                self.elsewhere[cfg.id] = shard
         self.ready.set()
         log.info("service %s ready: %d streams, detector %s (batch %d)", self.settings.instance, len(self.streams),
                  det.name, max_batch)  # fmt: skip
@@ -131,6 +141,10 @@ class Service:
             raise StreamExists(f"stream {cfg.id!r} already exists")
         if cfg.id == "service":
             raise ConfigError("stream id 'service' is reserved (service status topic)")
+        shard = owner(cfg.id, self.shards)
+        if shard != self.shard:
+            raise NotOwned(f"stream {cfg.id!r} belongs to shard {shard} of {self.shards}, not this instance's "
+                           f"({self.shard}): add it there", shard)  # fmt: skip
         assert self.batcher is not None and self.detector is not None
         state = StreamState(cfg, self.settings.tracker, self.metrics, self.publisher, self.batcher.wake,
                             self.settings.batcher.result_timeout_s)  # fmt: skip
@@ -236,6 +250,7 @@ class Service:
             "frames_processed": s.n_processed,
             "active_tracks": 0 if s.last_tracks is None else len(s.last_tracks),
             "latency": s.latency_quantiles(),
+            "shard": self.shard,
             "analytics": None
             if s.analytics_spec is None
             else {"zones": len(s.analytics_spec.zones), "lines": len(s.analytics_spec.lines),

@@ -226,6 +226,38 @@ class StreamConfig(_Section):
         return redact_url(self.url)
 
 
+class ClusterConfig(_Section):
+    shards: int = Field(
+        1, ge=1, le=1024, description="instances sharing the stream list (rendezvous hashing)"
+    )
+    shard: int | None = Field(
+        None, ge=0, le=1023,
+        description="this instance's shard (default: the StatefulSet ordinal, the hostname's -N suffix)",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _shard(self) -> ClusterConfig:
+        if self.shard is not None and self.shard >= self.shards:
+            raise ValueError(f"shard {self.shard} is not below shards ({self.shards})")
+        return self
+
+    def resolve(self, hostname: str) -> int:
+        """This instance's shard; ``ConfigError`` when it cannot be known."""
+        from service.rules.sharding import ordinal
+
+        if self.shard is not None:
+            return self.shard
+        if self.shards == 1:
+            return 0
+        n = ordinal(hostname)
+        if n is None or n >= self.shards:
+            raise ConfigError(
+                f"cluster.shard: not set, and the hostname {hostname!r} has no StatefulSet ordinal below "
+                f"{self.shards} (set TRACKCAST_CLUSTER__SHARD, e.g. from the pod-index label)"
+            )
+        return n
+
+
 def _default_detector() -> MotionDetectorConfig:
     return MotionDetectorConfig()
 
@@ -242,6 +274,7 @@ class Settings(BaseSettings):
     http: HttpConfig = Field(default_factory=HttpConfig)
     batcher: BatcherConfig = Field(default_factory=BatcherConfig)
     webrtc: WebRtcConfig = Field(default_factory=WebRtcConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     streams: list[StreamConfig] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity")
 

@@ -6,6 +6,7 @@ Hierarchy::
     ├── ConfigError          the config file or an env var is invalid (names the key)
     ├── SourceError          a stream source cannot be opened or read (names the redacted URL)
     ├── StreamExists         a stream with that id is already served (HTTP 409)
+    ├── NotOwned             another shard of the cluster serves that stream (HTTP 409, names it)
     ├── UnknownStream        no stream with that id (HTTP 404)
     └── WhipError            a WHIP offer cannot be taken (its HTTP status: 400, 409, 415)
 
@@ -54,6 +55,12 @@ class SourceError(ServiceError):
 
 class StreamExists(ServiceError):
     pass
+
+
+class NotOwned(ServiceError):
+    def __init__(self, message: str, shard: int) -> None:
+        super().__init__(message)
+        self.shard = shard
 
 
 class UnknownStream(ServiceError):

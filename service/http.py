@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.app import Service
 from service.config import parse_stream
-from service.errors import ConfigError, StreamExists, UnknownStream, WhipError
+from service.errors import ConfigError, NotOwned, StreamExists, UnknownStream, WhipError
 from service.liveview import LiveView, add_routes
 from service.rules.analytics import parse_analytics
 
@@ -67,14 +67,23 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def list_streams(request: web.Request) -> web.Response:
     svc: Service = request.app[SERVICE_KEY]
-    return web.json_response([svc.stream_view(s) for s in svc.streams.values()])
+    here = [svc.stream_view(s) for s in svc.streams.values()]
+    # configured streams another shard serves: which one (every instance can say where a stream is)
+    there = [
+        {"id": sid, "shard": shard, "served_here": False} for sid, shard in sorted(svc.elsewhere.items())
+    ]
+    return web.json_response([{**v, "served_here": True} for v in here] + there)
 
 
 async def get_stream(request: web.Request) -> web.Response:
     svc: Service = request.app[SERVICE_KEY]
-    s = svc.streams.get(request.match_info["id"])
+    sid = request.match_info["id"]
+    s = svc.streams.get(sid)
     if s is None:
-        return _error(404, f"no stream {request.match_info['id']!r}")
+        if sid in svc.elsewhere:
+            return web.json_response({"error": f"stream {sid!r} is served by shard {svc.elsewhere[sid]}",
+                                      "shard": svc.elsewhere[sid]}, status=404)  # fmt: skip
+        return _error(404, f"no stream {sid!r}")
     return web.json_response(svc.stream_view(s))
 
 
@@ -91,6 +100,8 @@ async def add_stream(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     except StreamExists as exc:
         return _error(409, str(exc))
+    except NotOwned as exc:
+        return web.json_response({"error": str(exc), "shard": exc.shard}, status=409)
     return web.json_response(svc.stream_view(state), status=201, headers={"Location": f"/streams/{cfg.id}"})
 
 

@@ -1,0 +1,94 @@
+"""A cluster on one machine: 3 `trackcast serve` processes (shards 0-2 of 3, as StatefulSet pods
+would run), one stream list, one mosquitto. Every stream is served by exactly one instance; any
+instance says who serves a stream; a stream added at the wrong instance is refused with the owner;
+an instance killed with SIGKILL takes its streams offline through its last will, and back online
+when it is started again, while the other instances' streams flow on without a gap."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from pathlib import Path
+
+from service.rules.sharding import owner
+from tests.infra import Collector, Mosquitto, ServiceProc, wait_for
+
+STREAMS = [f"cam{i}" for i in range(6)]
+
+
+def test_three_shards_share_six_streams(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker").start()
+    sub = Collector(broker.port)
+    procs: list[ServiceProc] = []
+
+    def config(shard: int) -> dict:  # type: ignore[type-arg]
+        return {
+            "instance": f"trackcast-{shard}",
+            "mqtt": {"url": broker.url, "keepalive_s": 5},
+            "detector": {"kind": "motion"},
+            "cluster": {"shards": 3, "shard": shard},
+            "streams": [{"id": s, "url": f"synthetic://pitch?players=4&fps=10&width=320&height=180&seed={i}"}
+                        for i, s in enumerate(STREAMS)],
+        }  # fmt: skip
+
+    try:
+        for shard in range(3):
+            procs.append(ServiceProc(tmp_path / f"svc{shard}", config(shard)).start())
+        want = {s: owner(s, 3) for s in STREAMS}
+        assert len(set(want.values())) == 3, "the six ids spread over all three shards"
+        wait_for(lambda: all(sub.of("/tracks", s) for s in STREAMS), 30, "every stream's tracks")
+        # each instance serves exactly its streams, and says who serves the others
+        for shard, p in enumerate(procs):
+            listed = {v["id"]: v for v in p.get("/streams")[1]}
+            assert set(listed) == set(STREAMS)
+            assert {s for s, v in listed.items() if v["served_here"]} == {
+                s for s, o in want.items() if o == shard
+            }
+            assert all(v["shard"] == want[s] for s, v in listed.items())
+        statuses = {
+            m["instance"]: m["streams"] for m in sub.of("/status") if m and "instance" in m and "streams" in m
+        }
+        assert {s for lst in statuses.values() for s in lst} == set(STREAMS)
+        assert sum(len(v) for v in statuses.values()) == len(STREAMS), "no stream served twice"
+        # a runtime-added stream goes to its owner
+        new = "extra-1"
+        right = owner(new, 3)
+        wrong = (right + 1) % 3
+        status, body = procs[wrong].request("POST", "/streams", {"id": new, "url": "synthetic://pitch?fps=5"})
+        assert status == 409 and body["shard"] == right and f"shard {right}" in body["error"]
+        assert (
+            procs[right].request("POST", "/streams", {"id": new, "url": "synthetic://pitch?fps=5"})[0] == 201
+        )
+        assert procs[right].request("DELETE", f"/streams/{new}")[0] == 204
+        # kill -9 one instance: its streams go offline through its last will; the others flow on
+        victim = want["cam0"]
+        gone = [s for s, o in want.items() if o == victim]
+        others = [s for s in STREAMS if s not in gone]
+        t_kill = time.time()
+        p = procs[victim]
+        assert p.proc is not None
+        p.proc.send_signal(signal.SIGKILL)
+        p.proc.wait(10)
+
+        def will() -> bool:
+            return any(m and m.get("instance") == f"trackcast-{victim}" and m.get("state") == "offline"
+                       for m in sub.of(f"service/trackcast-{victim}/status"))  # fmt: skip
+
+        wait_for(will, 15, "the killed instance's last will")
+        assert time.time() - t_kill <= 5 * 1.5 + 2, "within the keepalive"
+        # started again, as Kubernetes restarts the pod: its streams come back online
+        procs[victim] = ServiceProc(tmp_path / f"svc{victim}-again", config(victim)).start()
+        t_back = time.time()
+        wait_for(lambda: all(any(t > t_back for _, t in sub.timed("/tracks", s)) for s in gone), 30, "back")
+        for s in gone:
+            assert sub.of("/status", s)[-1]["state"] == "online"
+        for s in others:
+            times = [t for _, t in sub.timed("/tracks", s) if t_kill - 2 <= t <= t_back + 2]
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            assert times and max(gaps) < 1.0, f"{s}: a gap of {max(gaps):.2f}s while another instance died"
+    finally:
+        for p in procs:
+            p.kill()
+        sub.close()
+        broker.stop()
