@@ -1,0 +1,100 @@
+"""deploy/k8s: each overlay renders with kustomize, every object validates against the Kubernetes
+schemas offline (kubernetes-validate), and the rendered set keeps the contract the service relies
+on: replicas = shards, the shard from the pod ordinal, probes on /readyz and /healthz, non-root and
+read-only, secrets only from a Secret, and a config the service accepts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+KUBECTL = shutil.which("kubectl")
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
+#: Custom resources (their schemas are not Kubernetes'): checked by hand below.
+CRDS = {("monitoring.coreos.com/v1", "PodMonitor")}
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed (it renders the kustomize overlays)")
+    res = subprocess.run([KUBECTL, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return [d for d in yaml.safe_load_all(res.stdout) if d]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_validates(overlay: str) -> None:
+    import kubernetes_validate
+
+    objs = render(overlay)
+    kinds = {o["kind"] for o in objs}
+    assert {"StatefulSet", "Service", "ConfigMap", "PodDisruptionBudget", "PodMonitor"} <= kinds
+    for o in objs:
+        if (o["apiVersion"], o["kind"]) in CRDS:
+            assert o["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "trackcast"}
+            continue
+        kubernetes_validate.validate(o, "1.30", strict=True)  # raises ValidationError naming the field
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_rendered_statefulset_keeps_the_service_contract(
+    overlay: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from service.config import load_settings
+
+    objs = render(overlay)
+    sts = next(o for o in objs if o["kind"] == "StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert int(env["TRACKCAST_CLUSTER__SHARDS"]["value"]) == sts["spec"]["replicas"]
+    assert env["TRACKCAST_CLUSTER__SHARD"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    assert (
+        c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    )
+    assert pod["securityContext"]["runAsNonRoot"] and c["securityContext"]["readOnlyRootFilesystem"]
+    assert (
+        c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        and not c["securityContext"]["allowPrivilegeEscalation"]
+    )
+    assert pod["terminationGracePeriodSeconds"] >= 25  # the service's shutdown: drain, end tracks, flush
+    # secrets come from the Secret only; the ConfigMap holds none
+    for name in ("TRACKCAST_MQTT__PASSWORD", "TRACKCAST_HTTP__TOKEN"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "trackcast-secrets"
+    assert not [
+        n for n, e in env.items() if "value" in e and any(k in n for k in ("PASSWORD", "TOKEN", "SECRET"))
+    ]
+    cm = next(o for o in objs if o["kind"] == "ConfigMap")
+    text = cm["data"]["config.yaml"]
+
+    def keys(d: Any) -> list[str]:
+        if isinstance(d, dict):
+            return [k for k, v in d.items() for k in (str(k), *keys(v))]
+        return [k for v in d for k in keys(v)] if isinstance(d, list) else []
+
+    assert not [
+        k
+        for k in keys(yaml.safe_load(text))
+        if k in ("password", "token", "username") or k.startswith("aws_")
+    ]
+    # and what the pod would load (the file plus the plain environment) is a valid config
+    assert yaml.safe_load(text) == yaml.safe_load((K8S / "base" / "config.yaml").read_text())
+    for n, e in env.items():
+        if "value" in e and n.startswith("TRACKCAST_"):
+            monkeypatch.setenv(n, e["value"])
+    monkeypatch.setenv("TRACKCAST_CLUSTER__SHARD", "2")  # what the pod-index label gives trackcast-2
+    (tmp_path / "config.yaml").write_text(text)
+    s = load_settings(tmp_path / "config.yaml")
+    assert s.cluster.shards == sts["spec"]["replicas"] and s.cluster.shard == 2 and s.streams
