@@ -15,6 +15,7 @@ from service.rules.sharding import owner
 from tests.infra import Collector, Mosquitto, ServiceProc, wait_for
 
 STREAMS = [f"cam{i}" for i in range(6)]
+# with these ids, growing to 4 shards moves some streams to the new one (checked below)
 
 
 def test_three_shards_share_six_streams(tmp_path: Path) -> None:
@@ -22,12 +23,12 @@ def test_three_shards_share_six_streams(tmp_path: Path) -> None:
     sub = Collector(broker.port)
     procs: list[ServiceProc] = []
 
-    def config(shard: int) -> dict:  # type: ignore[type-arg]
+    def config(shard: int, shards: int = 3) -> dict:  # type: ignore[type-arg]
         return {
             "instance": f"trackcast-{shard}",
             "mqtt": {"url": broker.url, "keepalive_s": 5},
             "detector": {"kind": "motion"},
-            "cluster": {"shards": 3, "shard": shard},
+            "cluster": {"shards": shards, "shard": shard},
             "streams": [{"id": s, "url": f"synthetic://pitch?players=4&fps=10&width=320&height=180&seed={i}"}
                         for i, s in enumerate(STREAMS)],
         }  # fmt: skip
@@ -87,6 +88,17 @@ def test_three_shards_share_six_streams(tmp_path: Path) -> None:
             times = [t for _, t in sub.timed("/tracks", s) if t_kill - 2 <= t <= t_back + 2]
             gaps = [b - a for a, b in itertools.pairwise(times)]
             assert times and max(gaps) < 1.0, f"{s}: a gap of {max(gaps):.2f}s while another instance died"
+        # 3 -> 4 shards (the StatefulSet grown by one): only the streams the new shard takes move
+        for p in procs:
+            p.stop()
+        procs = [ServiceProc(tmp_path / f"svc{k}-of-4", config(k, 4)).start() for k in range(4)]
+        served = {k: {v["id"] for v in p.get("/streams")[1] if v["served_here"]} for k, p in enumerate(procs)}
+        assert sorted(s for v in served.values() for s in v) == sorted(STREAMS), "each served exactly once"
+        moved = {s for s in STREAMS if s not in served[want[s]]}
+        assert moved == {s for s in STREAMS if owner(s, 4) != want[s]}
+        assert moved and moved == served[3], (
+            "what moved went to the new shard, nothing moved between the others"
+        )
     finally:
         for p in procs:
             p.kill()
