@@ -326,7 +326,8 @@ class StreamState:
             listener(event)
 
     def end_all_tracks(self, reason: str) -> None:
-        self._close_analytics(reason)
+        if self.analytics is not None:  # the tracks' open visits end; the counts since ``since`` stay
+            self._end_visits(self.analytics, reason)
         for event in self.lifecycle.end_all(reason, time.time()):
             self._emit(event)
 
@@ -355,12 +356,16 @@ class StreamState:
             self.publisher.clear_analytics(self.id)
 
     def _close_analytics(self, reason: str) -> None:
+        """The analytics are replaced (a PUT, a new frame size): their open visits end with ``reason``."""
         a, self.analytics, self._analytics_size = self.analytics, None, None
         if a is not None:
-            events, _ = a.end_all(reason, time.time())
-            for e in events:
-                self._emit(cast(Event, e))
-            self._send_analytics(a)
+            self._end_visits(a, reason)
+
+    def _end_visits(self, a: Analytics, reason: str) -> None:
+        events, _ = a.end_all(reason, time.time())
+        for e in events:
+            self._emit(cast(Event, e))
+        self._send_analytics(a)
 
     def _run_analytics(self, item: FrameItem, tracks: Tracks) -> tuple[list[TrackValues], list[Any]] | None:
         spec = self.analytics_spec

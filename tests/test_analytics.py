@@ -162,6 +162,21 @@ def test_any_jitter_in_the_band_counts_nothing_and_a_passage_counts_once(
     assert len(feed(a, path)) == int(cross)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(-20, 20), st.floats(-20, 20)), min_size=2, max_size=40))
+def test_net_crossings_are_the_change_of_side(pts: list[tuple[float, float]]) -> None:
+    """Without a band, and with a line every step meets, in minus out is the change of side from
+    the first to the last point off the line."""
+    a = engine({"lines": [{"id": "l", "points": [[0, 400], [1280, 400]], "hysteresis_px": 0}]})
+    path = [(640 + 10 * x, 400 + 10 * y) for x, y in pts]
+    feed(a, path)  # type: ignore[arg-type]
+    clear = [y for _, y in path if y != 400]
+    if len(clear) >= 2:
+        first_up, last_up = clear[0] < 400, clear[-1] < 400  # up the image is "in" (left of the line)
+        net = a.counts[0]["in"] - a.counts[0]["out"]
+        assert net == (0 if first_up == last_up else (1 if last_up else -1))
+
+
 def test_time_that_goes_back() -> None:
     a = engine({"zones": [{"id": "z", "points": SQUARE}]}, period=0.04)
     for i, t in enumerate([10.0, 10.04, 10.08, 0.0, 0.04], start=1):  # a looping file restarts its pts

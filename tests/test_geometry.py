@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from service.rules.geometry import GeometryError, Homography, LineCounter, Polygon, crossing, side
+from service.rules.geometry import GeometryError, Homography, Polygon, crossing, side
 
 # An L-shaped (concave) zone: the notch at the top right is outside.
 L_SHAPE = Polygon(((0, 0), (4, 0), (4, 2), (2, 2), (2, 4), (0, 4)))
@@ -46,49 +44,6 @@ def test_sides_and_crossings() -> None:
     assert crossing((10, -1), (10, 1), a, b) == "in"  # exactly through an endpoint counts
     assert crossing((5, -1), (5, 0), a, b) is None  # touching is not crossing
     assert crossing((1, 0), (9, 0), a, b) is None  # along the line
-
-
-def test_line_counter_grazing_jitter_and_round_the_end() -> None:
-    c = LineCounter((0, 0), (10, 0), min_distance=0.5)
-    # a graze: comes to the line and goes back
-    assert [c.update(p) for p in ((5, -3), (5, -0.2), (5, 0.0), (5, -3))] == [None] * 4
-    # jitter across the line inside the band, then a real passage: counted once
-    path = [(5, -3), (5, -0.3), (5, 0.3), (5, -0.2), (5, 0.4), (5, 2), (5, 3)]
-    assert [d for d in map(c.update, path) if d] == ["in"]
-    # back the other way
-    assert [d for d in map(c.update, [(6, 1), (6, -1)]) if d] == ["out"]
-    # round the end of the line: changes side without meeting the segment
-    assert [d for d in map(c.update, [(12, -1), (12, 1), (4, 1)]) if d] == []
-    assert c.counts == {"in": 1, "out": 1}
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.floats(-3, 3), min_size=2, max_size=60), st.floats(0.05, 1.0))
-def test_jitter_inside_the_band_never_counts(ys: list[float], band: float) -> None:
-    """Whatever a track does within the band around the line, it counts nothing; leaving it on
-    the other side from where it entered counts exactly one crossing."""
-    c = LineCounter((0, 0), (10, 0), min_distance=band)
-    c.update((5, -band - 1))
-    inside = [c.update((5, max(-0.999 * band, min(0.999 * band, y)))) for y in ys]
-    assert not any(inside)
-    assert c.update((5, band + 1)) == "in"
-    assert c.counts == {"in": 1, "out": 0}
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.floats(-20, 20), st.floats(-20, 20)), min_size=2, max_size=40))
-def test_counts_match_the_side_changes_of_a_path_through_the_segment(pts: list[tuple[float, float]]) -> None:
-    """Without a band and with a line long enough that every step meets it, net crossings equal
-    the change of side from first to last clear point."""
-    a, b = (-1000.0, 0.0), (1000.0, 0.0)
-    c = LineCounter(a, b)
-    for p in pts:
-        c.update(p)
-    clear = [p for p in pts if side(a, b, p) != "on"]
-    if len(clear) >= 2:
-        first, last = np.sign(clear[0][1]), np.sign(clear[-1][1])
-        net = c.counts["in"] - c.counts["out"]
-        assert net == (0 if first == last else (1 if last > 0 else -1))
 
 
 # A camera looking down at a pitch at an angle: ground metres -> image pixels through a known H.

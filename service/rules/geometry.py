@@ -10,10 +10,8 @@ The building blocks the analytics rules (issue 18) stand on, exactly defined:
   ``right`` < 0, ``on`` = 0. A movement crosses when it goes from one strict side to the other and
   meets the segment between its endpoints (an endpoint included). Touching the line and going back
   (grazing), or moving along it, is no crossing.
-- ``LineCounter``: counts one track's crossings of one line with hysteresis: the track's side is
-  only taken as changed once its anchor is more than ``min_distance`` beyond the line (measured
-  perpendicular to it), so jitter around the line never counts twice; one crossing per real
-  passage, in the direction ``in`` (right to left, seen from ``a`` towards ``b``) or ``out``.
+- Line counting with hysteresis (per track, against a band around the line) is the analytics
+  rule's (``service.rules.analytics``), for all tracks of a frame at once.
 - ``Homography``: image <-> ground (metres) from 4 or more point pairs, by OpenCV's
   ``findHomography`` (normalised DLT refined on the reprojection error), checked first: fewer than 4 pairs, three collinear points
   among 4, or a singular result are clear errors; ``reprojection_error_m`` says how well it fits.
@@ -23,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -128,53 +126,6 @@ class Polygon:
                 if p[0] < x:
                     inside = not inside
         return inside
-
-
-@dataclass
-class LineCounter:
-    """One track against one line: crossings counted once per passage, with hysteresis.
-
-    ``update(point)`` takes the track's anchor at each processed frame and returns the direction
-    of a crossing completed at that frame, or None. The side a track is on changes only when it is
-    more than ``min_distance`` beyond the line (perpendicular distance; within that band it keeps
-    its last side), and a crossing needs the path between the last point on the old side and this
-    one to meet the segment, so going round the end of the line is no crossing.
-    """
-
-    a: Point
-    b: Point
-    min_distance: float = 0.0
-    _side: Side | None = None
-    _last_clear: Point | None = None
-    counts: dict[str, int] = field(default_factory=lambda: {"in": 0, "out": 0})
-
-    def __post_init__(self) -> None:
-        if np.hypot(self.b[0] - self.a[0], self.b[1] - self.a[1]) <= _EPS:
-            raise GeometryError("a line needs two distinct points")
-        if self.min_distance < 0:
-            raise GeometryError("min_distance must be >= 0")
-
-    def _distance(self, p: Point) -> float:
-        length = float(np.hypot(self.b[0] - self.a[0], self.b[1] - self.a[1]))
-        return abs(_cross(self.a, self.b, p)) / length
-
-    def update(self, p: Point) -> Direction | None:
-        s = side(self.a, self.b, p)
-        if s == "on" or self._distance(p) <= self.min_distance:
-            return None  # in the band: the track keeps the side it had
-        if self._side is None or self._last_clear is None:
-            self._side, self._last_clear = s, p
-            return None
-        if s == self._side:
-            self._last_clear = p
-            return None
-        start = self._last_clear
-        self._side, self._last_clear = s, p
-        if not segments_intersect(start, p, self.a, self.b):
-            return None  # went round the end of the line
-        d: Direction = "in" if s == "left" else "out"
-        self.counts[d] += 1
-        return d
 
 
 @dataclass(frozen=True)
