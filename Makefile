@@ -23,7 +23,15 @@ sysdeps:
 demo: $(STAMP)
 	$(BIN)/trackcast demo
 
-test: $(STAMP) sysdeps
+# A real NVIDIA Triton Inference Server for the inference-server tests, in its own venv: PyPI's
+# nvidia-pytriton ships the server binaries (and wants numpy < 2, which trackcast's venv is not).
+TRITON_VENV := .venv-triton
+$(TRITON_VENV)/.installed:
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install -q 'nvidia-pytriton==0.7.0' 'onnxruntime>=1.17,<2' 'numpy<2'
+	touch $@
+
+test: $(STAMP) sysdeps $(TRITON_VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -56,4 +64,4 @@ bench: $(VENV)/.installed-bench $(PEER_VENV)/.installed sysdeps
 	$(BIN)/python -m loadtest.bench_service --peer $(PEER_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TRITON_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

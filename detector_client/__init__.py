@@ -1,4 +1,5 @@
-"""Detector backends behind one async interface: YOLOX on ONNX Runtime, a SageMaker endpoint, motion.
+"""Detector backends behind one async interface: YOLOX on ONNX Runtime, a SageMaker endpoint, an
+Open Inference Protocol server (Triton, KServe, MLServer), motion.
 
 from detector_client import create_detector, OnnxDetectorConfig
 det = create_detector(OnnxDetectorConfig(model="yolox.onnx", classes=[0]))
@@ -10,6 +11,7 @@ from detector_client.base import Detections, Detector, InputSpec, PreparedFrame
 from detector_client.config import (
     DetectorConfig,
     MotionDetectorConfig,
+    OipDetectorConfig,
     OnnxDetectorConfig,
     SageMakerDetectorConfig,
     create_detector,
@@ -34,6 +36,7 @@ __all__ = [
     "InputSpec",
     "ModelLoadError",
     "MotionDetectorConfig",
+    "OipDetectorConfig",
     "OnnxDetectorConfig",
     "PostProcess",
     "PreparedFrame",

@@ -208,6 +208,20 @@ class Detections:
         return self.rows[:, 5].astype(np.int64)
 
 
+def stack_frames(frames: Sequence[PreparedFrame], spec: InputSpec, where: str) -> U8:
+    """The batch's letterboxed images as one [N,H,W,3] array; a frame of the wrong size is refused.
+
+    ``where`` names the model the frames go to (in the error).
+    """
+    for f in frames:
+        if f.image.shape != (spec.height, spec.width, 3):
+            raise DetectorInputError(
+                f"frame {f.stream}#{f.index} is {f.image.shape[1]}x{f.image.shape[0]}, "
+                f"{where} takes {spec.width}x{spec.height}"
+            )
+    return np.stack([f.image for f in frames])
+
+
 def as_detections(rows: Sequence[npt.NDArray[np.float64]]) -> list[Detections]:
     return [Detections(r) for r in rows]
 

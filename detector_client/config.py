@@ -92,6 +92,33 @@ class SageMakerDetectorConfig(_Base):
     profile: str | None = None
 
 
+class OipDetectorConfig(_Base):
+    """YOLOX on an inference server speaking the Open Inference Protocol (KServe v2): Triton, KServe, MLServer."""
+
+    kind: Literal["oip"] = "oip"
+    url: str = Field(..., min_length=1, description="the server's HTTP address, e.g. http://triton:8000")
+    model: str = Field("yolox", min_length=1, description="model name on the server")
+    version: str | None = Field(None, description="model version (default: the server's choice)")
+    input_size: tuple[int, int] = Field((416, 416), description="the served model's input height, width")
+    preprocess: Literal["yolox", "bytetrack"] = Field(
+        "yolox", description="normalisation of an FP32 input (a UINT8 input is normalised by the server)"
+    )
+    binary: bool = Field(
+        True, description="tensors as binary data (Triton, KServe); false: JSON (any v2 server, MLServer)"
+    )
+    output: Literal["auto", "raw", "decoded"] = Field(
+        "auto", description="whether the head outputs need grid decoding"
+    )
+    output_name: str | None = Field(None, description="the head output (default: the model's first)")
+    token: SecretStr | None = Field(None, description="bearer token sent as Authorization")
+    ca_file: Path | None = Field(None, description="CA bundle for an https server")
+    max_batch: int = Field(8, ge=1, le=256)
+    max_in_flight: int = Field(4, ge=1, le=64, description="concurrent requests")
+    read_timeout_s: float = Field(10.0, gt=0, le=3600, description="per request")
+    connect_timeout_s: float = Field(3.0, gt=0, le=600)
+    max_retries: int = Field(4, ge=0, le=10)
+
+
 class MotionDetectorConfig(_Base):
     """OpenCV MOG2 motion boxes, no model needed."""
 
@@ -113,7 +140,13 @@ class FakeDetectorConfig(_Base):
     max_in_flight: int = Field(2, ge=1, le=64)
 
 
-AnyDetectorConfig = OnnxDetectorConfig | SageMakerDetectorConfig | MotionDetectorConfig | FakeDetectorConfig
+AnyDetectorConfig = (
+    OnnxDetectorConfig
+    | SageMakerDetectorConfig
+    | OipDetectorConfig
+    | MotionDetectorConfig
+    | FakeDetectorConfig
+)
 DetectorConfig = Annotated[AnyDetectorConfig, Field(discriminator="kind")]
 
 
@@ -165,6 +198,27 @@ def _create(cfg: AnyDetectorConfig) -> Detector:
             aws_secret_access_key=_secret(cfg.aws_secret_access_key),
             aws_session_token=_secret(cfg.aws_session_token),
             profile=cfg.profile,
+        )
+    if isinstance(cfg, OipDetectorConfig):
+        from detector_client.oip_backend import OipDetector
+        from detector_client.onnx_backend import spec_for
+
+        return OipDetector(
+            cfg.url,
+            cfg.model,
+            spec_for(cfg.input_size[0], cfg.input_size[1], cfg.preprocess),
+            cfg.postprocess(),
+            version=cfg.version,
+            binary=cfg.binary,
+            output=cfg.output,
+            output_name=cfg.output_name,
+            token=_secret(cfg.token),
+            ca_file=None if cfg.ca_file is None else str(cfg.ca_file),
+            max_batch=cfg.max_batch,
+            max_in_flight=cfg.max_in_flight,
+            read_timeout_s=cfg.read_timeout_s,
+            connect_timeout_s=cfg.connect_timeout_s,
+            max_retries=cfg.max_retries,
         )
     if isinstance(cfg, FakeDetectorConfig):
         from detector_client.fake import FakeDetector

@@ -7,7 +7,8 @@ Hierarchy::
     ├── DetectorInputError(ValueError)   a frame/request the detector cannot take: wrong size, empty
     │                                    frame, corrupt image, malformed wire payload
     ├── InferenceError                   the runtime failed on valid input (onnxruntime error)
-    └── EndpointError                    SageMaker endpoint call failed (endpoint, status, code)
+    └── EndpointError                    a remote call failed: SageMaker endpoint or inference server
+                                         (endpoint, status, code)
         ├── EndpointModelError           424 ModelError: the container failed or rejected the request
         ├── EndpointThrottled            throttling / 429 ModelNotReady / 503 / 500, after retries
         ├── EndpointTimeout              no answer within the read timeout, after retries

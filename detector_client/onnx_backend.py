@@ -22,9 +22,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from detector_client.base import Detections, Detector, InputSpec, PreparedFrame, as_detections
+from detector_client.base import Detections, Detector, InputSpec, PreparedFrame, as_detections, stack_frames
 from detector_client.errors import DetectorInputError, InferenceError, ModelLoadError
-from detector_client.yolox import PostProcess, YoloxDecoder, anchor_count
+from detector_client.yolox import PostProcess, YoloxDecoder, anchor_count, looks_raw, probe_frames
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def choose_providers(wanted: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def _make_batchable(model: Any) -> tuple[Any, int]:
+def make_batchable(model: Any) -> tuple[Any, int]:
     """Copy of an ONNX model with its baked batch of 1 made symbolic; returns (model, reshapes changed)."""
     import onnx
     from onnx import numpy_helper
@@ -200,24 +200,17 @@ class OnnxYolox:
         self.output_name = out.name
         self.num_classes = int(odims[2]) - 5
 
-    def _probe_frames(self) -> U8:
-        rng = np.random.default_rng(0)
-        a = rng.integers(0, 256, (self.height, self.width, 3), dtype=np.uint8)
-        b = np.full((self.height, self.width, 3), 114, dtype=np.uint8)
-        b[: self.height // 2, : self.width // 3] = 30
-        return np.stack([a, b])
-
     def _try_batching(self, model: Any, single: Any) -> None:
         import onnxruntime as ort
 
-        probe = self._probe_frames()
+        probe = probe_frames(self.height, self.width)
         x = self.spec.to_tensor(probe)
         try:
             ref = np.concatenate(
                 [single.run([self.output_name], {self.input_name: x[i : i + 1]})[0] for i in range(2)]
             )
             if self.batch_fixed:
-                bm, changed = _make_batchable(model)
+                bm, changed = make_batchable(model)
                 sess = ort.InferenceSession(bm.SerializeToString(), self._so, providers=self.providers)
                 how = f"batch dimension made symbolic ({changed} Reshape targets)"
             else:
@@ -240,9 +233,7 @@ class OnnxYolox:
     def _detect_raw(self, output: str) -> bool:
         if output in ("raw", "decoded"):
             return output == "raw"
-        out = self.infer(self._probe_frames()[1:])[0]
-        # Decoded centres span the input (hundreds of pixels); raw offsets stay within a cell or two.
-        return bool(np.abs(out[:, 0:2]).max() < 2 * max(8, 32))
+        return looks_raw(self.infer(probe_frames(self.height, self.width)[1:])[0])
 
     # ------------------------------------------------------------------ inference
     def infer(self, images: U8) -> F32:
@@ -282,17 +273,8 @@ class OnnxYolox:
         if not frames:
             return []
         pp = postprocess or self.postprocess
-        for f in frames:
-            if f.image.shape != (self.height, self.width, 3):
-                raise DetectorInputError(
-                    f"frame {f.stream or ''}#{f.index} is {f.image.shape[1]}x{f.image.shape[0]}, "
-                    f"model {Path(self.path).name} takes {self.width}x{self.height}"
-                )
-        out = self.infer(np.stack([f.image for f in frames]))
-        return [
-            self.decoder.detections(o, f.ratio, f.src_width, f.src_height, pp)
-            for o, f in zip(out, frames, strict=True)
-        ]
+        images = stack_frames(frames, self.spec, f"model {Path(self.path).name}")
+        return self.decoder.frames(self.infer(images), frames, pp)
 
 
 class OnnxDetector(Detector):

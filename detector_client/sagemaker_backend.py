@@ -4,7 +4,7 @@ Frames are letterboxed here (the endpoint model's input spec is configured, not 
 sent in the trackcast batch wire format (``detector_client.wire``). A batch is split into requests
 under the 6 MiB real-time payload limit. botocore's own retries are off: this client retries
 throttling, 429 ModelNotReady, 500 and 503, and read timeouts, with capped jittered exponential
-backoff, and never retries a 424 ModelError or a validation error. Failures become typed
+backoff (``detector_client.remote``, shared with the inference-server backend), and never retries a 424 ModelError or a validation error. Failures become typed
 ``EndpointError``s carrying endpoint, HTTP status and error code. Region and credentials come from
 the arguments or the standard AWS chain (environment, profile, instance role).
 """
@@ -32,6 +32,7 @@ from detector_client.errors import (
     EndpointThrottled,
     EndpointTimeout,
 )
+from detector_client.remote import RetryPolicy, call_with_retries
 from detector_client.yolox import PostProcess
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,7 @@ class SageMakerDetector(Detector):
         self.postprocess = postprocess or PostProcess()
         self.encoding = encoding
         self.jpeg_quality = jpeg_quality
-        self.max_retries = max_retries
-        self.backoff_base_s = backoff_base_s
-        self.backoff_cap_s = backoff_cap_s
+        self.retry = RetryPolicy(max_retries, backoff_base_s, backoff_cap_s)
         self.max_payload = max_payload
         self._sleep = sleep
         self._rng = random.Random()
@@ -175,46 +174,31 @@ class SageMakerDetector(Detector):
         }
         if self.variant:
             kwargs["TargetVariant"] = self.variant
-        attempt = 0
-        while True:
+
+        def attempt() -> bytes:
             with self._lock:
                 self.stats["requests"] += 1
                 self.stats["bytes_sent"] += len(body)
             try:
                 resp = self.client.invoke_endpoint(**kwargs)
-                data = resp["Body"].read()
-                break
+                data: bytes = resp["Body"].read()
+                return data
             except ClientError as exc:
-                err = self._map_client_error(exc)
+                raise self._map_client_error(exc) from exc
             except (ReadTimeoutError, ConnectTimeoutError) as exc:
-                err = EndpointTimeout(
+                raise EndpointTimeout(
                     self.endpoint, None, "Timeout", f"no answer in time ({type(exc).__name__})"
-                )
+                ) from exc
             except (EndpointConnectionError, ConnectionClosedError) as exc:
-                err = EndpointThrottled(
+                raise EndpointThrottled(
                     self.endpoint,
                     None,
                     "ConnectionError",
                     f"cannot reach the endpoint ({type(exc).__name__})",
-                )
-            retryable = isinstance(err, (EndpointThrottled, EndpointTimeout))
-            if not retryable or attempt >= self.max_retries:
-                if retryable:
-                    err.args = (f"{err.args[0]} (after {attempt + 1} attempts)",)
-                raise err
-            delay = self._rng.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt))
-            attempt += 1
-            with self._lock:
-                self.stats["retries"] += 1
-            log.warning(
-                "endpoint %s: %s; retry %d/%d in %.2fs",
-                self.endpoint,
-                err.code,
-                attempt,
-                self.max_retries,
-                delay,
-            )
-            self._sleep(delay)
+                ) from exc
+
+        data = call_with_retries(attempt, self.retry, f"endpoint {self.endpoint}", sleep=self._sleep,
+                                 rng=self._rng, on_retry=self._count_retry)  # fmt: skip
         try:
             dets = wire.decode_result(data, n_frames)
         except ValueError as exc:
@@ -222,6 +206,10 @@ class SageMakerDetector(Detector):
         with self._lock:
             self.stats["frames"] += n_frames
         return dets
+
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.stats["retries"] += 1
 
     def _map_client_error(self, exc: Any) -> EndpointError:
         resp = exc.response

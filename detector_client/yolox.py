@@ -15,9 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from detector_client.base import PreparedFrame
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -39,6 +43,23 @@ def make_grids(height: int, width: int, strides: Sequence[int] = STRIDES) -> tup
         grids.append(g)
         expanded.append(np.full((g.shape[0], 1), s))
     return np.concatenate(grids).astype(np.float32), np.concatenate(expanded).astype(np.float32)
+
+
+def probe_frames(height: int, width: int) -> npt.NDArray[np.uint8]:
+    """Two fixed letterboxed frames (noise; grey with a dark block) to check a model with at load time."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    b = np.full((height, width, 3), 114, dtype=np.uint8)
+    b[: height // 2, : width // 3] = 30
+    return np.stack([a, b])
+
+
+def looks_raw(out: F32) -> bool:
+    """Whether one frame's head output [anchors, 5+classes] needs grid decoding (``raw``).
+
+    Decoded centres span the input (hundreds of pixels); raw offsets stay within a cell or two.
+    """
+    return bool(np.abs(out[:, 0:2]).max() < 2 * max(STRIDES))
 
 
 #: The defaults of every detector's post-processing (config, CLI, wire format, SageMaker handler).
@@ -105,6 +126,13 @@ class YoloxDecoder:
             np.clip(res[:, 1], 0, src_h, out=res[:, 1])
             np.clip(res[:, 3], 0, src_h, out=res[:, 3])
         return res
+
+    def frames(self, out: F32, frames: Sequence[PreparedFrame], pp: PostProcess) -> list[F64]:
+        """A batch's head outputs [N, anchors, 5+classes] -> detections per frame, in source pixels."""
+        return [
+            self.detections(o, f.ratio, f.src_width, f.src_height, pp)
+            for o, f in zip(out, frames, strict=True)
+        ]
 
 
 def nms(boxes: F32, scores: F32, thresh: float) -> npt.NDArray[np.int64]:

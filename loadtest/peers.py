@@ -5,6 +5,7 @@ Everything listens on 127.0.0.1 only and is stopped by whoever started it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -238,6 +239,90 @@ class ServiceProc:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+TRITON_VENV = ROOT / ".venv-triton"
+
+
+class TritonServer:
+    """NVIDIA Triton Inference Server (PyPI's nvidia-pytriton, in ``.venv-triton``) serving a model
+    repository written by ``trackcast triton-repo``; see ``loadtest/inference_server.py``."""
+
+    def __init__(self, repo: Path, workdir: Path, faults: bool = False, threads: int = 2, slow_s: float = 3.0,
+                 venv: Path = TRITON_VENV) -> None:  # fmt: skip
+        self.python = venv / "bin" / "python"
+        if not self.python.exists():
+            raise PeerUnavailable(
+                f"no Triton venv at {venv} (make test builds it: make .venv-triton/.installed)"
+            )
+        self.repo, self.dir = repo, workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.faults, self.threads, self.slow_s = faults, threads, slow_s
+        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.log_path = self.dir / "triton.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.models = [p.parent.name for p in sorted(repo.glob("*/config.pbtxt"))]
+        if faults:
+            self.models += [f"{m}-{k}" for m in list(self.models) for k in ("slow", "broken", "garbage")]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, ready_timeout: float = 120) -> TritonServer:
+        libdir = subprocess.run([str(self.python), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
+                                capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        # Triton's Python backend stub loads libpython: the one this venv's interpreter was built with
+        env = {
+            **os.environ,
+            "LD_LIBRARY_PATH": ":".join(filter(None, [libdir, os.environ.get("LD_LIBRARY_PATH")])),
+        }
+        args = [str(self.python), str(ROOT / "loadtest" / "inference_server.py"), "--repo", str(self.repo),
+                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                "--metrics-port", str(self.metrics_port), "--threads", str(self.threads),
+                "--slow-s", str(self.slow_s), "--workspace", str(self.dir / "workspace")]  # fmt: skip
+        if self.faults:
+            args.append("--faults")
+        shutil.rmtree(self.dir / "workspace", ignore_errors=True)  # a restart's Triton makes its own
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=env, start_new_session=True)
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"Triton exited with {self.proc.returncode}: {self.log()[-3000:]}")
+            for m in self.models:
+                try:
+                    with urllib.request.urlopen(f"{self.url}/v2/models/{m}/ready", timeout=2) as r:
+                        if r.status != 200:
+                            return False
+                except OSError:
+                    return False
+            return True
+
+        wait_for(ready, ready_timeout, f"Triton to load {self.models}", interval=0.5)
+        return self
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL to the whole process group (tritonserver and its backend stubs);
+        returns once the ports are free, so the server can start again on them."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(20)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            wait_for(lambda: not any(port_open(p) for p in (self.http_port, self.grpc_port, self.metrics_port)),
+                     20, "Triton's ports to close")  # fmt: skip
+        self.proc = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -400,6 +400,23 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_triton_repo(args: argparse.Namespace) -> int:
+    """Write a Triton Inference Server model repository for a YOLOX ONNX model: the network made
+    batchable and taking trackcast's uint8 letterboxed frames (checked against the original), and a
+    config.pbtxt with dynamic batching on the GPU (TensorRT FP16) or the CPU. Serve it with Triton
+    and point streams at it: detector: {kind: oip, url: http://triton:8000, model: NAME}."""
+    from deploy.triton import write_model_repository
+
+    repo = write_model_repository(
+        Path(args.model), Path(args.out), name=args.name, preprocess=args.preprocess, max_batch=args.max_batch,
+        device=args.device, instances=args.instances, tensorrt=not args.no_tensorrt, fp16=not args.fp32,
+        queue_delay_us=args.queue_delay_us,
+    )  # fmt: skip
+    print(f"wrote {repo.config.parent}: input {repo.input_name} UINT8 [-1,{repo.height},{repo.width},3], "
+          f"output {repo.output_name}, {repo.classes} classes (max difference to the original {repo.max_diff:.2g})")  # fmt: skip
+    return 0
+
+
 def cmd_invoke_async(args: argparse.Namespace) -> int:
     """Send a video to an asynchronous endpoint and download its tracks, annotated video and summary."""
     import json as _json
@@ -563,6 +580,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_postprocess_args(p)
     p.add_argument("--providers", default=None)
     p.set_defaults(func=cmd_serve_model)
+
+    p = sub.add_parser("triton-repo", help="write a Triton Inference Server model repository for a YOLOX model",
+                       description=cmd_triton_repo.__doc__)  # fmt: skip
+    p.add_argument("model", help="YOLOX model exported to ONNX")
+    p.add_argument("out", help="the model repository folder (Triton's --model-repository)")
+    p.add_argument("--name", default="yolox", help="model name on the server (default: yolox)")
+    p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
+    p.add_argument("--max-batch", type=int, default=32, help="Triton max_batch_size (default: 32)")
+    p.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
+    p.add_argument("--instances", type=int, default=1, help="model instances per device (default: 1)")
+    p.add_argument("--no-tensorrt", action="store_true", help="CUDA only, no TensorRT engine")
+    p.add_argument("--fp32", action="store_true", help="TensorRT in FP32 instead of FP16")
+    p.add_argument(
+        "--queue-delay-us", type=int, default=2000, help="dynamic batcher's queue delay (default: 2000)"
+    )
+    p.set_defaults(func=cmd_triton_repo)
 
     p = sub.add_parser(
         "eval",

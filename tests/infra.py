@@ -16,7 +16,7 @@ import pytest
 from loadtest import peers
 from loadtest.peers import free_port, wait_for
 
-__all__ = ["Collector", "Mosquitto", "RtspServer", "ServiceProc", "free_port", "wait_for"]
+__all__ = ["Collector", "Mosquitto", "RtspServer", "ServiceProc", "TritonServer", "free_port", "wait_for"]
 
 
 class Mosquitto(peers.Mosquitto):
@@ -28,6 +28,14 @@ class Mosquitto(peers.Mosquitto):
 
 
 class RtspServer(peers.RtspServer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except peers.PeerUnavailable as exc:
+            pytest.skip(str(exc))
+
+
+class TritonServer(peers.TritonServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         try:
             super().__init__(*args, **kwargs)

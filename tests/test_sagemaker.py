@@ -19,6 +19,7 @@ from detector_client.errors import (
     EndpointTimeout,
 )
 from detector_client.onnx_backend import OnnxYolox
+from detector_client.remote import RetryPolicy
 from detector_client.sagemaker_backend import SageMakerDetector
 from service.media.video import iter_frames
 from tests.sm_runtime import RuntimeServer
@@ -165,9 +166,9 @@ def test_retries_are_capped(server: RuntimeServer, frames: list) -> None:  # typ
 def test_backoff_is_jittered_and_capped(server: RuntimeServer, frames: list) -> None:  # type: ignore[type-arg]
     server.fail_next(6, status=400, error_type="ThrottlingException", message="slow down")
     det = _client(server, max_retries=6)
+    det.retry = RetryPolicy(6, backoff_base_s=0.1, backoff_cap_s=0.5)
     waits: list[float] = []
     det._sleep = waits.append
-    det.backoff_base_s, det.backoff_cap_s = 0.1, 0.5
     det.detect_sync(frames[:1])
     assert len(waits) == 6
     assert all(0 <= w <= 0.5 for w in waits)
