@@ -38,9 +38,14 @@ def test_overlay_renders_and_validates(overlay: str) -> None:
     objs = render(overlay)
     kinds = {o["kind"] for o in objs}
     assert {"StatefulSet", "Service", "ConfigMap", "PodDisruptionBudget", "PodMonitor"} <= kinds
+    pods = [o["spec"]["template"]["metadata"]["labels"] for o in objs if o["kind"] in ("StatefulSet", "Deployment")]
     for o in objs:
+        if o["kind"] in ("Service", "PodMonitor", "PodDisruptionBudget"):
+            sel = o["spec"]["selector"]
+            sel = sel.get("matchLabels", sel)
+            matched = [p for p in pods if sel.items() <= p.items()]
+            assert len(matched) == 1, f"{o['kind']} {o['metadata']['name']} selects exactly one workload's pods"
         if (o["apiVersion"], o["kind"]) in CRDS:
-            assert o["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "trackcast"}
             continue
         kubernetes_validate.validate(o, "1.30", strict=True)  # raises ValidationError naming the field
 
@@ -98,3 +103,36 @@ def test_the_rendered_statefulset_keeps_the_service_contract(
     (tmp_path / "config.yaml").write_text(text)
     s = load_settings(tmp_path / "config.yaml")
     assert s.cluster.shards == sts["spec"]["replicas"] and s.cluster.shard == 2 and s.streams
+
+
+def test_gpu_triton_overlay_wires_trackcast_to_a_triton_it_can_build(tmp_path: Path) -> None:
+    """The trackcast pods call the Triton Service; Triton gets a GPU and the model repository
+    `trackcast triton-repo` writes (the init container's arguments are ones the CLI accepts); the
+    autoscaler scales Triton on the metric the adapter rules define."""
+    from service.cli import build_parser
+
+    objs = render("gpu-triton")
+    by = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    sts, dep = by[("StatefulSet", "trackcast")], by[("Deployment", "trackcast-triton")]
+    svc, hpa = by[("Service", "trackcast-triton")], by[("HorizontalPodAutoscaler", "trackcast-triton")]
+    env = {e["name"]: e.get("value") for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TRACKCAST_DETECTOR__KIND"] == "oip"
+    url = env["TRACKCAST_DETECTOR__URL"]
+    http = next(p for p in svc["spec"]["ports"] if p["name"] == "http")
+    assert url == f"http://{svc['metadata']['name']}:{http['port']}"
+    pod = dep["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    (triton,) = pod["containers"]
+    assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert init["command"][:2] == ["trackcast", "triton-repo"]
+    args = build_parser().parse_args(init["command"][1:])
+    assert args.func.__name__ == "cmd_triton_repo" and args.device == "gpu"
+    assert env["TRACKCAST_DETECTOR__MODEL"] == args.name
+    repo_mounts = {m["name"]: m["mountPath"] for m in triton["volumeMounts"]}
+    assert f"--model-repository={repo_mounts['repository']}" in triton["args"] and args.out == repo_mounts["repository"]
+    assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert pod["securityContext"]["runAsNonRoot"] and triton["securityContext"]["readOnlyRootFilesystem"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    (metric,) = hpa["spec"]["metrics"]
+    rules = yaml.safe_load((K8S / "overlays" / "gpu-triton" / "prometheus-adapter-rules.yaml").read_text())
+    assert metric["pods"]["metric"]["name"] in [r["name"]["as"] for r in rules["rules"]["custom"]]
