@@ -38,13 +38,19 @@ def test_overlay_renders_and_validates(overlay: str) -> None:
     objs = render(overlay)
     kinds = {o["kind"] for o in objs}
     assert {"StatefulSet", "Service", "ConfigMap", "PodDisruptionBudget", "PodMonitor"} <= kinds
-    pods = [o["spec"]["template"]["metadata"]["labels"] for o in objs if o["kind"] in ("StatefulSet", "Deployment")]
+    pods = [
+        o["spec"]["template"]["metadata"]["labels"]
+        for o in objs
+        if o["kind"] in ("StatefulSet", "Deployment")
+    ]
     for o in objs:
         if o["kind"] in ("Service", "PodMonitor", "PodDisruptionBudget"):
             sel = o["spec"]["selector"]
             sel = sel.get("matchLabels", sel)
             matched = [p for p in pods if sel.items() <= p.items()]
-            assert len(matched) == 1, f"{o['kind']} {o['metadata']['name']} selects exactly one workload's pods"
+            assert len(matched) == 1, (
+                f"{o['kind']} {o['metadata']['name']} selects exactly one workload's pods"
+            )
         if (o["apiVersion"], o["kind"]) in CRDS:
             continue
         kubernetes_validate.validate(o, "1.30", strict=True)  # raises ValidationError naming the field
@@ -129,7 +135,10 @@ def test_gpu_triton_overlay_wires_trackcast_to_a_triton_it_can_build(tmp_path: P
     assert args.func.__name__ == "cmd_triton_repo" and args.device == "gpu"
     assert env["TRACKCAST_DETECTOR__MODEL"] == args.name
     repo_mounts = {m["name"]: m["mountPath"] for m in triton["volumeMounts"]}
-    assert f"--model-repository={repo_mounts['repository']}" in triton["args"] and args.out == repo_mounts["repository"]
+    assert (
+        f"--model-repository={repo_mounts['repository']}" in triton["args"]
+        and args.out == repo_mounts["repository"]
+    )
     assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert pod["securityContext"]["runAsNonRoot"] and triton["securityContext"]["readOnlyRootFilesystem"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
