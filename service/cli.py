@@ -408,7 +408,8 @@ def cmd_triton_repo(args: argparse.Namespace) -> int:
     from deploy.triton import write_model_repository
 
     repo = write_model_repository(
-        Path(args.model), Path(args.out), name=args.name, preprocess=args.preprocess, max_batch=args.max_batch,
+        Path(args.model), Path(args.out), name=args.name, preprocess=args.preprocess,
+        max_batch=args.max_batch or (32 if args.device == "gpu" else 4),
         device=args.device, instances=args.instances, tensorrt=not args.no_tensorrt, fp16=not args.fp32,
         queue_delay_us=args.queue_delay_us,
     )  # fmt: skip
@@ -587,7 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="the model repository folder (Triton's --model-repository)")
     p.add_argument("--name", default="yolox", help="model name on the server (default: yolox)")
     p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
-    p.add_argument("--max-batch", type=int, default=32, help="Triton max_batch_size (default: 32)")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="Triton max_batch_size (default: 32 on a GPU; 4 on CPUs, where big batches only add latency)")  # fmt: skip
     p.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
     p.add_argument("--instances", type=int, default=1, help="model instances per device (default: 1)")
     p.add_argument("--no-tensorrt", action="store_true", help="CUDA only, no TensorRT engine")
