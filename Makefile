@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test check bench lint typecheck sysdeps venv clean
+.PHONY: demo test check bench bench-gpu bench-cluster lint typecheck sysdeps venv clean
 
 # venv with the project (editable) and its [dev] extra; reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -63,5 +63,23 @@ bench: $(VENV)/.installed-bench $(PEER_VENV)/.installed sysdeps
 	$(BIN)/python -m loadtest.bench_analytics
 	$(BIN)/python -m loadtest.bench_service --peer $(PEER_VENV)/bin/python
 
+# The shared model on a GPU (TensorRT and CUDA through onnxruntime-gpu): ms/frame at batch 1/8/32 and
+# 720p streams per GPU. Its own venv: onnxruntime-gpu and onnxruntime cannot share one.
+GPU_VENV := .venv-gpu
+$(GPU_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install -q --upgrade pip
+	$(GPU_VENV)/bin/python -m pip install -q -e '.[gpu]' 'onnxruntime-gpu[cuda,cudnn]>=1.20,<2' 'tensorrt-cu12-libs>=10,<11'
+	touch $@
+
+bench-gpu: $(GPU_VENV)/.installed
+	LD_LIBRARY_PATH=$$($(GPU_VENV)/bin/python -c 'import tensorrt_libs, os; print(os.path.dirname(tensorrt_libs.__file__))' 2>/dev/null):$$LD_LIBRARY_PATH \
+	  $(GPU_VENV)/bin/python -m loadtest.bench_gpu
+
+# Streams at real time (detecting 10 frames/s of each) with 1, 2 and 3 instances sharing one Triton
+# (GPU stand-in: 15 ms a batch).
+bench-cluster: $(VENV)/.installed-bench $(TRITON_VENV)/.installed sysdeps
+	$(BIN)/python -m loadtest.bench_cluster --fake-ms 15 --detect-fps 10
+
 clean:
-	rm -rf $(VENV) $(TRITON_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TRITON_VENV) $(GPU_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

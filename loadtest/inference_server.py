@@ -10,7 +10,8 @@ from it: inputs, outputs, ``max_batch_size``, the dynamic batcher and the instan
 
 ``--faults`` adds three models next to each one, for the client's failure tests: ``<name>-slow``
 (answers after ``--slow-s`` seconds), ``<name>-broken`` (the model raises: a 500) and
-``<name>-garbage`` (an output of the wrong shape).
+``<name>-garbage`` (an output of the wrong shape). ``--fake-ms`` makes every model a fixed-latency
+stand-in for a GPU (load tests of the instances, not of this machine's CPU inference).
 
     .venv-triton/bin/python loadtest/inference_server.py --repo REPO --http-port 8000
 """
@@ -45,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults", action="store_true")
     p.add_argument("--slow-s", type=float, default=3.0)
     p.add_argument("--workspace", type=Path, default=None)
+    p.add_argument(
+        "--fake-ms",
+        type=float,
+        default=None,
+        help="a GPU stand-in for load tests: answer each batch after this many ms with the head output "
+        "of the first frame ever sent (so the same boxes on every frame), not running the model",
+    )
     a = p.parse_args(argv)
 
     import onnxruntime as ort
@@ -69,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def make(sess: Any, in_name: str, out_name: str, mode: str) -> Any:
+        cache: dict[str, Any] = {"batches": 0, "out": None}
+
         @batch  # type: ignore[untyped-decorator]
         def infer(**inputs: Any) -> dict[str, Any]:
             x = inputs[in_name]
@@ -76,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError("this model is broken on purpose")
             if mode == "slow":
                 time.sleep(a.slow_s)
+            if a.fake_ms is not None:
+                # the model runs on one frame of every 100th batch (the boxes stay real and move on
+                # now and then); every batch is answered after fake_ms
+                if cache["batches"] % 100 == 0:
+                    cache["out"] = sess.run([out_name], {in_name: x[:1]})[0]
+                cache["batches"] += 1
+                time.sleep(a.fake_ms / 1000)
+                return {out_name: np.repeat(cache["out"], len(x), axis=0)}
             out = sess.run([out_name], {in_name: x})[0]
             if mode == "garbage":
                 out = out[:, :10]

@@ -252,7 +252,7 @@ class TritonServer:
     repository written by ``trackcast triton-repo``; see ``loadtest/inference_server.py``."""
 
     def __init__(self, repo: Path, workdir: Path, faults: bool = False, threads: int = 2, slow_s: float = 3.0,
-                 venv: Path = TRITON_VENV) -> None:  # fmt: skip
+                 venv: Path = TRITON_VENV, fake_ms: float | None = None) -> None:  # fmt: skip
         self.python = venv / "bin" / "python"
         if not self.python.exists():
             raise PeerUnavailable(
@@ -260,7 +260,7 @@ class TritonServer:
             )
         self.repo, self.dir = repo, workdir
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.faults, self.threads, self.slow_s = faults, threads, slow_s
+        self.faults, self.threads, self.slow_s, self.fake_ms = faults, threads, slow_s, fake_ms
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         self.log_path = self.dir / "triton.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -286,6 +286,8 @@ class TritonServer:
                 "--slow-s", str(self.slow_s), "--workspace", str(self.dir / "workspace")]  # fmt: skip
         if self.faults:
             args.append("--faults")
+        if self.fake_ms is not None:
+            args += ["--fake-ms", str(self.fake_ms)]
         shutil.rmtree(self.dir / "workspace", ignore_errors=True)  # a restart's Triton makes its own
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=env, start_new_session=True)

@@ -80,7 +80,7 @@ class Recorder:
 
 
 def parse_detector(spec: str) -> dict[str, Any]:
-    """``fake:20ms`` | ``onnx:MODEL.onnx`` | ``sagemaker:ENDPOINT`` -> a detector config."""
+    """``fake:20ms`` | ``onnx:MODEL.onnx`` | ``sagemaker:ENDPOINT`` | ``oip:URL[#MODEL]`` -> a detector config."""
     kind, _, arg = spec.partition(":")
     if kind == "fake":
         m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*ms", arg or "20ms")
@@ -97,8 +97,11 @@ def parse_detector(spec: str) -> dict[str, Any]:
         return {"kind": "onnx", "model": arg, "classes": [0], "max_batch": 8}
     if kind == "sagemaker" and arg:
         return {"kind": "sagemaker", "endpoint": arg, "classes": [0]}
+    if kind == "oip" and arg.startswith(("http://", "https://")):
+        url, _, model = arg.partition("#")
+        return {"kind": "oip", "url": url, "model": model or "yolox", "classes": [0], "max_batch": 8}
     raise SystemExit(
-        f"loadtest: --detector must be fake:20ms, onnx:MODEL or sagemaker:ENDPOINT, got {spec!r}"
+        f"loadtest: --detector must be fake:20ms, onnx:MODEL, sagemaker:ENDPOINT or oip:URL[#MODEL], got {spec!r}"
     )
 
 
@@ -128,24 +131,29 @@ def clip_fps(clip: Path) -> float:
 
 
 class ResourceSampler(threading.Thread):
-    def __init__(self, pid: int, interval: float = 1.0) -> None:
+    """CPU % and RSS (with children) of the service processes, summed, every ``interval`` seconds."""
+
+    def __init__(self, pids: list[int], interval: float = 1.0) -> None:
         super().__init__(daemon=True)
         import psutil
 
-        self.proc = psutil.Process(pid)
+        self.procs = [psutil.Process(p) for p in pids]
         self.interval = interval
         self.samples: list[tuple[float, float, float]] = []  # (t, cpu %, rss MB)
         self._stop = threading.Event()
 
     def run(self) -> None:
-        self.proc.cpu_percent(None)
+        for p in self.procs:
+            p.cpu_percent(None)
         while not self._stop.wait(self.interval):
+            cpu = rss = 0.0
             try:
-                with self.proc.oneshot():
-                    cpu = self.proc.cpu_percent(None)
-                    rss = self.proc.memory_info().rss / 2**20
-                    for child in self.proc.children(recursive=True):
-                        rss += child.memory_info().rss / 2**20
+                for p in self.procs:
+                    with p.oneshot():
+                        cpu += p.cpu_percent(None)
+                        rss += p.memory_info().rss / 2**20
+                        for child in p.children(recursive=True):
+                            rss += child.memory_info().rss / 2**20
             except Exception:
                 return
             self.samples.append((time.time(), cpu, rss))
@@ -193,17 +201,26 @@ def parse_metrics(text: str) -> dict[str, dict[str, float]]:
 
 
 def run_once(n: int, duration: float, clips: list[Path], detector: dict[str, Any], workdir: Path,
-             service_url: str | None = None, mqtt_url: str | None = None, token: str | None = None,
-             quiet: bool = False) -> dict[str, Any]:  # fmt: skip
-    """One load run with ``n`` streams for ``duration`` seconds; returns the result dict."""
+             service_url: str | list[str] | None = None, mqtt_url: str | None = None, token: str | None = None,
+             quiet: bool = False, instances: int = 1, detect_fps: float | None = None,
+             topic_prefix: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """One load run with ``n`` streams for ``duration`` seconds; returns the result dict.
+
+    ``service_url``: one running service, or several (the instances of a sharded cluster: each
+    stream is added where it is accepted; another shard's instance answers 409). Otherwise
+    ``instances`` services are spawned, as shards 0..instances-1 of one cluster.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     looped = [loop_clip(c, duration, workdir) for c in clips]
     mounts = {f"cam{i}": looped[i % len(looped)] for i in range(n)}
     source_fps = {f"cam{i}": clip_fps(clips[i % len(clips)]) for i in range(n)}
+    target_fps = {sid: min(f, detect_fps) if detect_fps else f for sid, f in source_fps.items()}
+    urls = [service_url] if isinstance(service_url, str) else list(service_url or [])
     rtsp = RtspServer(mounts).start()
     broker = None
-    svc: ServiceProc | None = None
-    prefix = f"lt{os.getpid()}"
+    spawned: list[ServiceProc] = []
+    # a spawned service publishes under a prefix of this run's own; a running one under its own (default trackcast)
+    prefix = topic_prefix or ("trackcast" if urls else f"lt{os.getpid()}")
     try:
         if mqtt_url:
             port = int(mqtt_url.rsplit(":", 1)[1].strip("/"))
@@ -211,21 +228,41 @@ def run_once(n: int, duration: float, clips: list[Path], detector: dict[str, Any
             broker = Mosquitto(workdir / "broker").start()
             mqtt_url, port = broker.url, broker.port
         rec = Recorder(port, prefix).start()
-        streams = [{"id": sid, "url": rtsp.url(sid)} for sid in mounts]
-        if service_url is None:
-            svc = ServiceProc(workdir / "service", {
-                "instance": "loadtest", "mqtt": {"url": mqtt_url, "topic_prefix": prefix}, "detector": detector,
-                "streams": streams, "log_level": "warning",
-            }).start()  # fmt: skip
-            api = svc
+        streams: list[dict[str, Any]] = [
+            {"id": sid, "url": rtsp.url(sid)} | ({"detect_fps": detect_fps} if detect_fps else {})
+            for sid in mounts
+        ]
+        owners: dict[str, ServiceProc] = {}
+        if not urls:
+            for k in range(instances):
+                cluster = {"cluster": {"shards": instances, "shard": k}} if instances > 1 else {}
+                spawned.append(ServiceProc(workdir / f"service{k}", {
+                    "instance": f"loadtest-{k}", "mqtt": {"url": mqtt_url, "topic_prefix": prefix},
+                    "detector": detector, "streams": streams, "log_level": "warning", **cluster,
+                }))  # fmt: skip
+            for svc in spawned:
+                svc.start()
+            apis: list[ServiceProc] = list(spawned)
+            for sid in mounts:
+                owners[sid] = next(a for a in apis if a.request("GET", f"/streams/{sid}")[0] == 200)
         else:
-            api = _RemoteService(service_url, token)
+            apis = [_RemoteService(u, token) for u in urls]
             for s in streams:
-                code, body = api.request("POST", "/streams", s)
-                if code != 201:
-                    raise SystemExit(f"loadtest: the service refused stream {s['id']}: {body}")
-        pid = svc.proc.pid if svc is not None and svc.proc is not None else None
-        sampler = ResourceSampler(pid) if pid else None
+                answers = []
+                for api in apis:
+                    code, body = api.request("POST", "/streams", s)
+                    if code == 201:
+                        owners[str(s["id"])] = api
+                        break
+                    answers.append(body)
+                    if code != 409:  # 409: another shard's stream; ask the next instance
+                        break
+                else:
+                    raise SystemExit(f"loadtest: no instance took stream {s['id']}: {answers}")
+                if s["id"] not in owners:
+                    raise SystemExit(f"loadtest: the service refused stream {s['id']}: {answers[-1]}")
+        pids = [p.proc.pid for p in spawned if p.proc is not None]
+        sampler = ResourceSampler(pids) if pids else None
         if sampler:
             sampler.start()
         t_start = time.time()
@@ -235,32 +272,31 @@ def run_once(n: int, duration: float, clips: list[Path], detector: dict[str, Any
             if not quiet:
                 got = sum(len(v) for v in rec.rows.values())
                 print(f"  {time.time() - t_start:6.0f}s  {got} frames received", file=sys.stderr, flush=True)
-        metrics_text = api.get("/metrics")[1]
+        counters: dict[str, dict[str, float]] = {}
+        for api in apis:
+            text = api.get("/metrics")[1]
+            for sid, c in parse_metrics(text if isinstance(text, str) else "").items():
+                if owners.get(sid) is api:
+                    counters[sid] = c
         t_end = time.time()
         if sampler:
             sampler.stop()
         rec.stop()
-        if service_url is not None:
-            for sid in mounts:
+        if urls:
+            for sid, api in owners.items():
                 api.request("DELETE", f"/streams/{sid}")
     finally:
-        if svc is not None:
-            svc.stop()
+        for svc in spawned:
+            if svc.proc is not None:
+                svc.stop()
         rtsp.stop()
         if broker is not None:
             broker.stop()
-    counters = parse_metrics(metrics_text if isinstance(metrics_text, str) else "")
-    return summarize(
-        n,
-        duration,
-        t_start,
-        t_end,
-        rec.rows,
-        source_fps,
-        counters,
-        sampler.samples if sampler else [],
-        detector,
-    )
+    res = summarize(n, duration, t_start, t_end, rec.rows, target_fps, counters,
+                    sampler.samples if sampler else [], detector)  # fmt: skip
+    res["instances"] = len(urls) or instances
+    res["served_by"] = {sid: apis.index(api) for sid, api in owners.items()}
+    return res
 
 
 class _RemoteService(ServiceProc):
@@ -292,7 +328,10 @@ def summarize(n: int, duration: float, t_start: float, t_end: float, rows: dict[
             "frames_received": received,
             "frames_processed": c.get("processed", 0.0),
             "dropped": dropped,
-            "drop_rate": (sum(dropped.values()) / received) if received else 0.0,
+            # frames skipped by detect_fps are skipped on purpose: not drops
+            "drop_rate": (sum(v for k, v in dropped.items() if k != "sampling") / received)
+            if received
+            else 0.0,
             "latency_ms": {"p50": quantile(lat, 0.5), "p95": quantile(lat, 0.95), "p99": quantile(lat, 0.99)},
             "tracks_per_frame": (sum(x[3] for x in r) / len(r)) if r else 0.0,
         }
@@ -357,6 +396,28 @@ def held(res: dict[str, Any], max_p99_ms: float, max_drop: float, min_fps_ratio:
             and res["fps_ratio_min"] >= min_fps_ratio)  # fmt: skip
 
 
+def find_max(run: Any, max_n: int, max_p99_ms: float, max_drop: float, min_fps_ratio: float,
+             label: str = "") -> tuple[int, list[dict[str, Any]]]:  # fmt: skip
+    """Double N from 1, then bisect, until ``run(N)`` breaks a bound; (largest N that held, runs)."""
+    runs: list[dict[str, Any]] = []
+    best, lo, hi, n = 0, 0, None, 1
+    while n <= max_n:
+        res = run(n)
+        runs.append(res)
+        ok = held(res, max_p99_ms, max_drop, min_fps_ratio)
+        print(f"  {label}{n} streams: p99 {res['latency_ms']['p99']} ms, drops {100 * res['drop_rate_max']:.1f}%, "
+              f"fps ratio {res['fps_ratio_min']:.2f}: {'held' if ok else 'failed'}", file=sys.stderr, flush=True)  # fmt: skip
+        if ok:
+            lo, best = n, n
+            n = n * 2 if hi is None else (n + hi) // 2
+        else:
+            hi = n
+            n = (lo + hi) // 2
+        if hi is not None and hi - lo <= 1:
+            break
+    return best, runs
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="trackcast loadtest", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -365,14 +426,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--clip", action="append", type=Path, help="H.264 MP4 clip(s) to stream (default: the shared clips)"
     )
-    p.add_argument("--detector", default="fake:20ms", help="fake:20ms | onnx:MODEL.onnx | sagemaker:ENDPOINT")
+    p.add_argument("--detector", default="fake:20ms",
+                   help="fake:20ms | onnx:MODEL.onnx | sagemaker:ENDPOINT | oip:URL[#MODEL]")  # fmt: skip
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--spawn", action="store_true", default=True, help="spawn a service with a generated config (default)"
     )
-    g.add_argument("--service", help="URL of a running service to add the streams to (needs --mqtt)")
+    g.add_argument("--service", action="append",
+                   help="URL of a running service to add the streams to (needs --mqtt); repeat it for the "
+                        "instances of a sharded cluster: each stream goes to the one that owns it")  # fmt: skip
+    p.add_argument("--instances", type=int, default=1,
+                   help="spawn this many services, as the shards of one cluster (default: 1)")  # fmt: skip
+    p.add_argument("--detect-fps", type=float, default=None, help="frames per second each stream detects")
     p.add_argument("--mqtt", help="broker the service publishes to (default: a mosquitto started here)")
     p.add_argument("--token", help="bearer token of the service's API")
+    p.add_argument("--topic-prefix", help="MQTT topic prefix of a running service (default: trackcast)")
     p.add_argument("--out", type=Path, default=Path("loadtest-out"))
     p.add_argument("--find-max", action="store_true", help="raise N until latency or drops cross the bounds")
     p.add_argument("--max-p99-ms", type=float, default=250.0)
@@ -400,9 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="trackcast-loadtest-"))
     try:
         if not args.find_max:
-            res = run_once(
-                args.streams, args.duration, clips, detector, work, args.service, args.mqtt, args.token
-            )
+            res = run_once(args.streams, args.duration, clips, detector, work, args.service, args.mqtt, args.token,
+                           instances=args.instances, detect_fps=args.detect_fps, topic_prefix=args.topic_prefix)  # fmt: skip
             print(table(res))
             if args.duration >= 600:
                 slope = res["rss_slope_mb_per_hour"]
@@ -412,33 +479,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"(limit {args.max_rss_slope_mb_h}): {'PASS' if ok else 'FAIL'}")  # fmt: skip
             runs = [res]
         else:
-            runs, best = [], 0
-            lo, hi, n = 0, None, 1
-            while n <= args.max_n:
-                print(f"--find-max: {n} streams, {args.duration:g} s", file=sys.stderr, flush=True)
-                res = run_once(
-                    n,
-                    args.duration,
-                    clips,
-                    detector,
-                    work / f"n{n}",
-                    args.service,
-                    args.mqtt,
-                    args.token,
-                    quiet=True,
-                )
-                runs.append(res)
-                ok = held(res, args.max_p99_ms, args.max_drop, args.min_fps_ratio)
-                print(f"  {n} streams: p99 {res['latency_ms']['p99']} ms, drops {100 * res['drop_rate_max']:.1f}%, "
-                      f"fps ratio {res['fps_ratio_min']:.2f}: {'held' if ok else 'failed'}", file=sys.stderr)  # fmt: skip
-                if ok:
-                    lo, best = n, n
-                    n = n * 2 if hi is None else (n + hi) // 2
-                else:
-                    hi = n
-                    n = (lo + hi) // 2
-                if hi is not None and hi - lo <= 1:
-                    break
+
+            def once(n: int) -> dict[str, Any]:
+                return run_once(n, args.duration, clips, detector, work / f"n{n}", args.service, args.mqtt,
+                                args.token, quiet=True, instances=args.instances, detect_fps=args.detect_fps, topic_prefix=args.topic_prefix)  # fmt: skip
+
+            best, runs = find_max(once, args.max_n, args.max_p99_ms, args.max_drop, args.min_fps_ratio)
             res = next(r for r in runs if r["streams_n"] == best) if best else runs[-1]
             print(table(res))
             print(f"largest N that held (p99 <= {args.max_p99_ms:g} ms, drops <= {100 * args.max_drop:g}%, "
