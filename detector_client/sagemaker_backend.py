@@ -4,8 +4,9 @@ Frames are letterboxed here (the endpoint model's input spec is configured, not 
 sent in the trackcast batch wire format (``detector_client.wire``). A batch is split into requests
 under the 6 MiB real-time payload limit. botocore's own retries are off: this client retries
 throttling, 429 ModelNotReady, 500 and 503, and read timeouts, with capped jittered exponential
-backoff (``detector_client.remote``, shared with the inference-server backend), and never retries a 424 ModelError or a validation error. Failures become typed
-``EndpointError``s carrying endpoint, HTTP status and error code. Region and credentials come from
+backoff (``detector_client.remote``, shared with the inference-server backend), and never
+retries a 424 ModelError or a validation error. Failures become typed ``EndpointError``s carrying
+endpoint, HTTP status and error code. Region and credentials come from
 the arguments or the standard AWS chain (environment, profile, instance role).
 """
 
