@@ -272,16 +272,16 @@ def run_once(n: int, duration: float, clips: list[Path], detector: dict[str, Any
             if not quiet:
                 got = sum(len(v) for v in rec.rows.values())
                 print(f"  {time.time() - t_start:6.0f}s  {got} frames received", file=sys.stderr, flush=True)
-        counters: dict[str, dict[str, float]] = {}
-        for api in apis:
-            text = api.get("/metrics")[1]
-            for sid, c in parse_metrics(text if isinstance(text, str) else "").items():
-                if owners.get(sid) is api:
-                    counters[sid] = c
+        texts = [api.get("/metrics")[1] for api in apis]  # first, then stop listening: parsing takes a while
         t_end = time.time()
         if sampler:
             sampler.stop()
         rec.stop()
+        counters: dict[str, dict[str, float]] = {}
+        for api, text in zip(apis, texts, strict=True):
+            for sid, c in parse_metrics(text if isinstance(text, str) else "").items():
+                if owners.get(sid) is api:
+                    counters[sid] = c
         if urls:
             for sid, api in owners.items():
                 api.request("DELETE", f"/streams/{sid}")
