@@ -140,7 +140,7 @@ def write_model_repository(
     import onnxruntime as ort
 
     from detector_client.errors import DetectorError
-    from detector_client.onnx_backend import OnnxYolox, make_batchable
+    from detector_client.onnx_backend import OnnxModel, make_batchable
     from detector_client.yolox import probe_frames
 
     if not 1 <= max_batch <= 1024:
@@ -148,9 +148,11 @@ def write_model_repository(
     if not name or "/" in name or name.startswith("."):
         raise DeployError(f"model name {name!r} cannot be a directory name")
     try:
-        ref = OnnxYolox(model_path, preprocess=preprocess, providers=["cpu"], batching=True, output="raw")
+        ref = OnnxModel(model_path, preprocess=preprocess, providers=["cpu"], batching=True, output="raw",
+                        format="yolox")  # fmt: skip
     except (DetectorError, ValueError) as exc:
         raise DeployError(str(exc)) from exc
+    assert ref.num_classes is not None  # a YOLOX head always says
     if ref.batch_mode != "batched":
         raise DeployError(f"{model_path}: cannot be made to take batches ({ref.batch_note})")
     model = onnx.load(str(model_path))

@@ -60,12 +60,15 @@ def ycbcr_matrix(matrix: str, full_range: bool, channels: str = "bgr") -> F32:
 
 @dataclass(frozen=True, slots=True)
 class InputSpec:
-    """What a detector wants: a letterboxed uint8 image of ``height x width`` in ``channels`` order.
+    """What a detector wants: a uint8 image of ``height x width`` in ``channels`` order.
 
-    Letterbox: scale by ``r = min(height / h, width / w)`` (bilinear), place top-left, pad with
-    ``pad_value``. ``normalize`` says how the detector turns it into floats (done in the detector on
-    the whole batch): ``"none"`` (0..255, upstream YOLOX) or ``"imagenet"`` (/255, mean/std,
-    ByteTrack's exports). ``letterbox`` says how decoded video frames are brought to this size:
+    ``resize`` says how a frame is brought to that size: ``"letterbox"`` scales by ``r = min(height
+    / h, width / w)`` (bilinear), places the image top-left and pads with ``pad_value`` (YOLOX,
+    ByteTrack); ``"center"`` letterboxes with the image centred (Ultralytics); ``"stretch"`` resizes
+    to the full size, aspect ratio not kept (GluonCV SSD/YOLOv3). ``normalize`` says how the
+    detector turns it into floats (on the whole batch): ``"none"`` (0..255, upstream YOLOX,
+    Detectron2), ``"unit"`` (/255: Ultralytics, torchvision) or ``"imagenet"`` (/255, then mean/std:
+    ByteTrack's exports, GluonCV). ``letterbox`` says how decoded video frames are resized:
     ``"fast"`` scales their Y/U/V planes and converts once at this size (``prepare_yuv420``);
     ``"exact"`` converts the whole frame to BGR first and resizes that (``prepare``), which is
     ByteTrack's own preprocessing pixel for pixel.
@@ -74,9 +77,10 @@ class InputSpec:
     height: int
     width: int
     channels: Literal["bgr", "rgb"] = "bgr"
-    normalize: Literal["none", "imagenet"] = "none"
+    normalize: Literal["none", "unit", "imagenet"] = "none"
     pad_value: int = 114
     letterbox: Literal["fast", "exact"] = "fast"
+    resize: Literal["letterbox", "center", "stretch"] = "letterbox"
 
     def fit(self, w: int, h: int) -> tuple[float, int, int]:
         """Letterbox geometry of a ``w x h`` frame: scale ``r`` and the scaled size ``nw x nh``."""
@@ -90,11 +94,24 @@ class InputSpec:
             )
         return r, nw, nh
 
-    def _padded(self, nw: int, nh: int) -> U8:
-        """The output image with only its padding filled (the caller writes the top-left nw x nh)."""
+    def layout(self, w: int, h: int) -> tuple[float, float, int, int, int, int]:
+        """Where a ``w x h`` frame goes: x and y scale, scaled size ``nw x nh``, top-left offset."""
+        if self.resize == "stretch":
+            if h <= 0 or w <= 0:
+                raise DetectorInputError(f"empty frame ({w}x{h})")
+            return self.width / w, self.height / h, self.width, self.height, 0, 0
+        r, nw, nh = self.fit(w, h)
+        if self.resize == "center":
+            return r, r, nw, nh, (self.width - nw) // 2, (self.height - nh) // 2
+        return r, r, nw, nh, 0, 0
+
+    def _padded(self, nw: int, nh: int, px: int = 0, py: int = 0) -> U8:
+        """The output image with only its padding filled (the caller writes the nw x nh at px, py)."""
         out = np.empty((self.height, self.width, 3), dtype=np.uint8)
-        out[nh:] = self.pad_value
-        out[:nh, nw:] = self.pad_value
+        out[:py] = self.pad_value
+        out[py + nh :] = self.pad_value
+        out[py : py + nh, :px] = self.pad_value
+        out[py : py + nh, px + nw :] = self.pad_value
         return out
 
     def prepare(self, image_bgr: U8, stream: str = "", index: int = 0) -> PreparedFrame:
@@ -103,14 +120,14 @@ class InputSpec:
             shape = None if image_bgr is None else image_bgr.shape
             raise DetectorInputError(f"frame must be an HxWx3 BGR image, got shape {shape}")
         h, w = image_bgr.shape[:2]
-        r, nw, nh = self.fit(w, h)
-        out = self._padded(nw, nh)
+        rx, ry, nw, nh, px, py = self.layout(w, h)
+        out = self._padded(nw, nh, px, py)
         img = image_bgr if image_bgr.dtype == np.uint8 else np.clip(image_bgr, 0, 255).astype(np.uint8)
-        # resize straight into the top-left corner
-        cv2.resize(img, (nw, nh), dst=out[:nh, :nw], interpolation=cv2.INTER_LINEAR)
+        # resize straight into place
+        cv2.resize(img, (nw, nh), dst=out[py : py + nh, px : px + nw], interpolation=cv2.INTER_LINEAR)
         if self.channels == "rgb":
             out = np.ascontiguousarray(out[:, :, ::-1])
-        return PreparedFrame(out, r, w, h, stream, index)
+        return PreparedFrame(out, rx, w, h, stream, index, px, py, ry)
 
     def prepare_yuv420(
         self,
@@ -138,22 +155,24 @@ class InputSpec:
         h, w = y.shape
         if u.shape != v.shape or u.shape != ((h + 1) // 2, (w + 1) // 2):
             raise DetectorInputError(f"chroma planes {u.shape}/{v.shape} do not fit a 4:2:0 frame of {w}x{h}")
-        r, nw, nh = self.fit(w, h)
-        out = self._padded(nw, nh)
+        rx, ry, nw, nh, px, py = self.layout(w, h)
+        out = self._padded(nw, nh, px, py)
         size = (nw, nh)
         planes = (
             cv2.resize(y, size, interpolation=cv2.INTER_LINEAR),
             cv2.resize(u, size, interpolation=cv2.INTER_LINEAR),
             cv2.resize(v, size, interpolation=cv2.INTER_LINEAR),
         )
-        cv2.transform(cv2.merge(planes), ycbcr_matrix(matrix, full_range, self.channels), dst=out[:nh, :nw])
-        return PreparedFrame(out, r, w, h, stream, index)
+        m = ycbcr_matrix(matrix, full_range, self.channels)
+        cv2.transform(cv2.merge(planes), m, dst=out[py : py + nh, px : px + nw])
+        return PreparedFrame(out, rx, w, h, stream, index, px, py, ry)
 
     def to_tensor(self, images: U8) -> F32:
         """[N,H,W,3] uint8 (this spec's channel order) -> [N,3,H,W] float32 model input."""
         x = images.astype(np.float32)
-        if self.normalize == "imagenet":
+        if self.normalize != "none":
             x /= 255.0
+        if self.normalize == "imagenet":
             x -= np.asarray(IMAGENET_MEAN, dtype=np.float32)
             x /= np.asarray(IMAGENET_STD, dtype=np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -161,14 +180,32 @@ class InputSpec:
 
 @dataclass(frozen=True, slots=True)
 class PreparedFrame:
-    """A frame letterboxed for a detector, with what is needed to map boxes back."""
+    """A frame resized for a detector, with what is needed to map boxes back."""
 
     image: U8  # [H, W, 3] uint8 in the spec's channel order
-    ratio: float  # letterbox scale: source pixels = input pixels / ratio
+    ratio: float  # scale: source x = (input x - pad_x) / ratio
     src_width: int
     src_height: int
     stream: str = ""
     index: int = 0
+    pad_x: int = 0  # where the scaled frame starts in the input (a centred letterbox)
+    pad_y: int = 0
+    ratio_y: float = 0.0  # y scale when it differs from x (a stretched resize); 0: same as ratio
+
+    def to_source(self, boxes: npt.NDArray[np.floating], clip: bool = True) -> None:
+        """Map ``[K, >=4]`` x1, y1, x2, y2 rows from input pixels to this frame's pixels, in place."""
+        ry = self.ratio_y or self.ratio
+        if self.pad_x:
+            boxes[:, [0, 2]] -= self.pad_x
+        if self.pad_y:
+            boxes[:, [1, 3]] -= self.pad_y
+        boxes[:, [0, 2]] /= self.ratio
+        boxes[:, [1, 3]] /= ry
+        if clip:
+            np.clip(boxes[:, 0], 0, self.src_width, out=boxes[:, 0])
+            np.clip(boxes[:, 2], 0, self.src_width, out=boxes[:, 2])
+            np.clip(boxes[:, 1], 0, self.src_height, out=boxes[:, 1])
+            np.clip(boxes[:, 3], 0, self.src_height, out=boxes[:, 3])
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from detector_client.base import Detector, InputSpec
+from detector_client.formats import FormatName, Preprocess
 from detector_client.yolox import DEFAULT_NMS_THRESH, DEFAULT_SCORE_THRESH, PostProcess
 
 
@@ -25,6 +26,7 @@ class _Base(BaseModel):
     nms_thresh: float = Field(DEFAULT_NMS_THRESH, gt=0, le=1, description="class-aware NMS IoU threshold")
     max_batch: int = Field(8, ge=1, le=256, description="frames per detector call")
     clip: bool = Field(True, description="clip boxes to the frame (ByteTrack's pipeline does not)")
+    max_det: int | None = Field(None, ge=1, le=100_000, description="keep at most this many boxes a frame")
     letterbox: Literal["fast", "exact"] = Field(
         "fast",
         description="fast: scale the decoded YUV planes, convert once at the model size; "
@@ -33,18 +35,38 @@ class _Base(BaseModel):
 
     def postprocess(self) -> PostProcess:
         classes = None if self.classes is None else tuple(self.classes)
-        return PostProcess(self.score_thresh, self.nms_thresh, classes, self.clip)
+        return PostProcess(self.score_thresh, self.nms_thresh, classes, self.clip, self.max_det)
+
+
+#: The remote backends' preprocessing: the served model's convention, said explicitly.
+RemotePreprocess = Literal["yolox", "bytetrack", "ultralytics", "torchvision", "detectron2", "gluoncv"]
 
 
 class OnnxDetectorConfig(_Base):
-    """YOLOX on ONNX Runtime."""
+    """A detection model on ONNX Runtime: YOLOX, YOLOv5/v8/11, end-to-end (NMS in the graph), SSD."""
 
     kind: Literal["onnx"] = "onnx"
-    model: Path = Field(..., description="YOLOX model exported to ONNX")
-    preprocess: Literal["yolox", "bytetrack"] = Field(
-        "yolox",
-        description="yolox: BGR 0..255 (upstream exports); bytetrack: RGB /255 mean/std (ByteTrack exports)",
+    model: Path = Field(..., description="detection model exported to ONNX")
+    format: FormatName = Field(
+        "auto",
+        description="model family: yolox, yolov5, yolov8 (also YOLO11), end2end (NMS in the graph: "
+        "Faster R-CNN, RetinaNet, YOLO nms=True), ssd (GluonCV SSD/YOLOv3); auto: from the model",
     )
+    preprocess: Preprocess = Field(
+        "auto",
+        description="yolox: BGR 0..255; bytetrack: RGB /255 mean/std; ultralytics: RGB /255, centred "
+        "letterbox; torchvision; detectron2; gluoncv (stretch, mean/std); auto: the family's own",
+    )
+    input_size: tuple[int, int] | None = Field(
+        None, description="height, width to run a model with a dynamic input size at"
+    )
+    class_names: Path | None = Field(
+        None, description="class names file (one per line, or JSON); default: the model's metadata"
+    )
+    tensorrt_cache_dir: Path | None = Field(
+        None, description="TensorRT engine cache (default: ~/.cache/trackcast/tensorrt)"
+    )
+    tensorrt_fp16: bool = Field(True, description="let TensorRT build FP16 kernels")
     providers: list[str] | None = Field(
         None, description="tensorrt, cuda, cpu (default: every one installed)"
     )
@@ -74,7 +96,7 @@ class SageMakerDetectorConfig(_Base):
         None, description="override the runtime URL (local endpoints, VPC endpoints)"
     )
     input_size: tuple[int, int] = Field((416, 416), description="the endpoint model's input height, width")
-    preprocess: Literal["yolox", "bytetrack"] = "yolox"
+    preprocess: RemotePreprocess = "yolox"
     encoding: Literal["raw", "jpeg"] = Field(
         "raw", description="frame encoding on the wire: raw (lossless) or jpeg"
     )
@@ -100,7 +122,7 @@ class OipDetectorConfig(_Base):
     model: str = Field("yolox", min_length=1, description="model name on the server")
     version: str | None = Field(None, description="model version (default: the server's choice)")
     input_size: tuple[int, int] = Field((416, 416), description="the served model's input height, width")
-    preprocess: Literal["yolox", "bytetrack"] = Field(
+    preprocess: RemotePreprocess = Field(
         "yolox", description="normalisation of an FP32 input (a UINT8 input is normalised by the server)"
     )
     binary: bool = Field(
@@ -161,23 +183,35 @@ def create_detector(cfg: AnyDetectorConfig) -> Detector:
     return det
 
 
+def onnx_model(cfg: OnnxDetectorConfig):  # type: ignore[no-untyped-def]  # -> OnnxModel (lazy import)
+    """The blocking ONNX Runtime core of an ``onnx`` config (the service, offline commands, SageMaker)."""
+    from detector_client.onnx_backend import OnnxModel
+
+    return OnnxModel(
+        cfg.model,
+        preprocess=cfg.preprocess,
+        providers=cfg.providers,
+        postprocess=cfg.postprocess(),
+        batching=cfg.batching,
+        output=cfg.output,
+        io_binding=cfg.io_binding,
+        intra_op_threads=cfg.intra_op_threads,
+        format=cfg.format,
+        input_size=cfg.input_size,
+        class_names=cfg.class_names,
+        tensorrt_cache_dir=cfg.tensorrt_cache_dir,
+        tensorrt_fp16=cfg.tensorrt_fp16,
+    )
+
+
 def _create(cfg: AnyDetectorConfig) -> Detector:
     if isinstance(cfg, OnnxDetectorConfig):
-        from detector_client.onnx_backend import OnnxDetector, OnnxYolox
+        from detector_client.onnx_backend import OnnxDetector
 
-        core = OnnxYolox(
-            cfg.model,
-            preprocess=cfg.preprocess,
-            providers=cfg.providers,
-            postprocess=cfg.postprocess(),
-            batching=cfg.batching,
-            output=cfg.output,
-            io_binding=cfg.io_binding,
-            intra_op_threads=cfg.intra_op_threads,
-        )
+        core = onnx_model(cfg)
         return OnnxDetector(core, max_batch=cfg.max_batch, max_in_flight=cfg.max_in_flight)
     if isinstance(cfg, SageMakerDetectorConfig):
-        from detector_client.onnx_backend import spec_for
+        from detector_client.formats import spec_for
         from detector_client.sagemaker_backend import SageMakerDetector
 
         return SageMakerDetector(
@@ -200,8 +234,8 @@ def _create(cfg: AnyDetectorConfig) -> Detector:
             profile=cfg.profile,
         )
     if isinstance(cfg, OipDetectorConfig):
+        from detector_client.formats import spec_for
         from detector_client.oip_backend import OipDetector
-        from detector_client.onnx_backend import spec_for
 
         return OipDetector(
             cfg.url,

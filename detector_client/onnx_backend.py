@@ -1,6 +1,6 @@
-"""YOLOX on ONNX Runtime: TensorRT, CUDA or CPU, batched across frames.
+"""Detection models on ONNX Runtime: TensorRT, CUDA or CPU, batched across frames.
 
-``OnnxYolox`` is the blocking core (also used by the SageMaker serving handler); ``OnnxDetector``
+``OnnxModel`` is the blocking core (also used by the SageMaker serving handler); ``OnnxDetector``
 puts it behind the async ``Detector`` interface.
 
 Batching: many exported YOLOX models have batch 1 baked into the graph (the input shape and
@@ -22,9 +22,18 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from detector_client.base import Detections, Detector, InputSpec, PreparedFrame, as_detections, stack_frames
+from detector_client.base import Detections, Detector, PreparedFrame, as_detections, stack_frames
 from detector_client.errors import DetectorInputError, InferenceError, ModelLoadError
-from detector_client.yolox import PostProcess, YoloxDecoder, anchor_count, looks_raw, probe_frames
+from detector_client.formats import (
+    COCO_CLASSES,
+    Decoder,
+    TensorInfo,
+    class_names_from_metadata,
+    load_class_names,
+    recognise,
+    spec_for,
+)
+from detector_client.yolox import PostProcess, looks_raw, probe_frames
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +48,7 @@ PROVIDER_ALIASES = {
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
-Preprocess = Literal["yolox", "bytetrack"]
-
-
-def spec_for(height: int, width: int, preprocess: Preprocess) -> InputSpec:
-    """Input spec of a YOLOX export: upstream (BGR 0..255) or ByteTrack (RGB, /255, mean/std)."""
-    if preprocess == "bytetrack":
-        return InputSpec(height, width, channels="rgb", normalize="imagenet")
-    if preprocess == "yolox":
-        return InputSpec(height, width, channels="bgr", normalize="none")
-    raise ValueError(f"preprocess must be 'yolox' or 'bytetrack', got {preprocess!r}")
+__all__ = ["OnnxDetector", "OnnxModel", "choose_providers", "make_batchable", "spec_for"]
 
 
 def choose_providers(wanted: Sequence[str] | None) -> list[str]:
@@ -102,19 +102,73 @@ def make_batchable(model: Any) -> tuple[Any, int]:
     return m, changed
 
 
-class OnnxYolox:
-    """Blocking YOLOX inference on ONNX Runtime; ``detect(frames)`` returns source-pixel boxes."""
+def provider_options(
+    providers: Sequence[str],
+    tensorrt_cache_dir: str | os.PathLike[str] | None = None,
+    tensorrt_fp16: bool = True,
+) -> list[Any]:
+    """Providers with their options: TensorRT builds its engine once and caches it on disk.
+
+    Building a TensorRT engine takes from seconds to minutes; with the cache (engine and timing
+    cache under ``tensorrt_cache_dir``, default ``$XDG_CACHE_HOME/trackcast/tensorrt``) a restart
+    with the same model, GPU and TensorRT version loads it instead.
+    """
+    out: list[Any] = []
+    for p in providers:
+        if p == "TensorrtExecutionProvider":
+            cache = Path(tensorrt_cache_dir) if tensorrt_cache_dir else default_tensorrt_cache()
+            cache.mkdir(parents=True, exist_ok=True)
+            out.append((p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache),
+                            "trt_fp16_enable": bool(tensorrt_fp16)}))  # fmt: skip
+        else:
+            out.append(p)
+    return out
+
+
+def default_tensorrt_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "trackcast" / "tensorrt"
+
+
+def tensor_infos(values: Sequence[Any]) -> list[TensorInfo]:
+    """ONNX ValueInfos as ``TensorInfo`` (dims: int, symbolic name or None)."""
+    from onnx import helper
+
+    infos = []
+    for v in values:
+        t = v.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
+        try:
+            dtype = str(np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)))
+        except Exception:
+            dtype = f"onnx type {t.elem_type}"
+        infos.append(TensorInfo(v.name, dims, dtype))
+    return infos
+
+
+class OnnxModel:
+    """Blocking detection on ONNX Runtime; ``detect(frames)`` returns source-pixel boxes.
+
+    The model's family (YOLOX, YOLOv5, YOLOv8/11, end-to-end with NMS, SSD) and preprocessing are
+    recognised from its inputs, outputs and metadata (``detector_client.formats``), or set.
+    """
 
     def __init__(
         self,
         model_path: str | os.PathLike[str],
-        preprocess: Preprocess = "yolox",
+        preprocess: str = "auto",
         providers: Sequence[str] | None = None,
         postprocess: PostProcess | None = None,
         batching: bool = True,
         output: Literal["auto", "raw", "decoded"] = "auto",
         io_binding: bool | None = None,
         intra_op_threads: int | None = None,
+        format: str = "auto",
+        input_size: tuple[int, int] | None = None,
+        class_names: Sequence[str] | str | os.PathLike[str] | None = None,
+        tensorrt_cache_dir: str | os.PathLike[str] | None = None,
+        tensorrt_fp16: bool = True,
     ) -> None:
         import onnx
         import onnxruntime as ort
@@ -129,16 +183,20 @@ class OnnxYolox:
             raise ModelLoadError(
                 self.path, f"not a readable ONNX model ({type(exc).__name__}: {exc})"
             ) from exc
-        self._inspect(model)
-        self.spec = spec_for(self.height, self.width, preprocess)
+        self._inspect(model, format, preprocess, input_size)
+        self.class_names = self._names(class_names, model)
+        self.spec = self.fmt.spec()
         self.postprocess = postprocess or PostProcess()
         self.providers = choose_providers(providers)
         self._so = ort.SessionOptions()
         if intra_op_threads:
             self._so.intra_op_num_threads = intra_op_threads
         self._so.log_severity_level = 3
+        self._provider_options = provider_options(self.providers, tensorrt_cache_dir, tensorrt_fp16)
         try:
-            single = ort.InferenceSession(model.SerializeToString(), self._so, providers=self.providers)
+            single = ort.InferenceSession(
+                model.SerializeToString(), self._so, providers=self._provider_options
+            )
         except Exception as exc:
             raise ModelLoadError(
                 self.path, f"ONNX Runtime cannot load it ({type(exc).__name__}: {exc})"
@@ -149,85 +207,89 @@ class OnnxYolox:
         self.io_binding = gpu if io_binding is None else io_binding
         self.session = single
         self.batch_mode = "per-frame"
-        self.batch_note = "batching disabled"
-        if batching:
+        self.batch_note = "batching disabled" if batching else "batching off"
+        if not self.fmt.batched_input:
+            self.batch_note = "the model takes one image per run"
+        elif batching:
             self._try_batching(model, single)
-        self.raw = self._detect_raw(output)
-        self.decoder = YoloxDecoder(self.height, self.width, raw=self.raw)
+        self.raw = self.fmt.family == "yolox" and self._detect_raw(output)
+        self.decoder = Decoder(self.fmt, raw=self.raw)
         log.info(
-            "loaded %s: %dx%d, %d classes, %s outputs, %s (%s), providers %s",
-            path.name, self.width, self.height, self.num_classes, "raw" if self.raw else "decoded",
-            self.batch_mode, self.batch_note, self.providers,
+            "loaded %s: %s (%s), %dx%d, %s classes, preprocess %s, %s (%s), providers %s",
+            path.name, self.fmt.family, self.fmt.how, self.width, self.height, self.num_classes or "?",
+            self.fmt.preprocess, self.batch_mode, self.batch_note, self.providers,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ model inspection
-    def _inspect(self, model: Any) -> None:
+    def _inspect(self, model: Any, family: str, preprocess: str, input_size: tuple[int, int] | None) -> None:
         g = model.graph
         inits = {i.name for i in g.initializer}
-        inputs = [i for i in g.input if i.name not in inits]
-        if len(inputs) != 1:
-            raise ModelLoadError(self.path, f"not a YOLOX model: expected 1 image input, found {len(inputs)}")
-        inp = inputs[0]
-        dims = [
-            d.dim_value if d.HasField("dim_value") else d.dim_param for d in inp.type.tensor_type.shape.dim
-        ]
-        if len(dims) != 4 or dims[1] != 3:
-            raise ModelLoadError(
-                self.path, f"not a YOLOX model: input {inp.name!r} has shape {dims}, expected [N,3,H,W]"
-            )
-        if not isinstance(dims[2], int) or not isinstance(dims[3], int) or dims[2] <= 0 or dims[3] <= 0:
-            raise ModelLoadError(
-                self.path, f"input {inp.name!r} has no fixed height/width ({dims}); export with a fixed size"
-            )
-        self.input_name = inp.name
-        self.height, self.width = int(dims[2]), int(dims[3])
-        self.batch_fixed = isinstance(dims[0], int) and dims[0] > 0
-        out = g.output[0]
-        odims = [
-            d.dim_value if d.HasField("dim_value") else d.dim_param for d in out.type.tensor_type.shape.dim
-        ]
-        want = anchor_count(self.height, self.width)
-        if len(odims) != 3 or not isinstance(odims[2], int) or odims[2] < 6:
-            raise ModelLoadError(
-                self.path,
-                f"not a YOLOX model: output {out.name!r} has shape {odims}, expected [N,anchors,5+classes]",
-            )
-        if isinstance(odims[1], int) and odims[1] != want:
-            raise ModelLoadError(
-                self.path,
-                f"not a YOLOX model: {odims[1]} anchors, but a {self.width}x{self.height} YOLOX head has {want} (strides 8/16/32)",
-            )
-        self.output_name = out.name
-        self.num_classes = int(odims[2]) - 5
+        inputs = tensor_infos([i for i in g.input if i.name not in inits])
+        outputs = tensor_infos(list(g.output))
+        self.metadata = {p.key: p.value for p in model.metadata_props}
+        self.fmt = recognise(self.path, inputs, outputs, self.metadata, family, preprocess, input_size)
+        self.input_name = self.fmt.input.name
+        self.input_dtype = self.fmt.input.dtype
+        self.height, self.width = self.fmt.height, self.fmt.width
+        self.batch_fixed = self.fmt.batch_fixed is not None
+        self.output_names = list(self.fmt.outputs)
+        self.output_name = self.output_names[0]
+        self.num_classes = self.fmt.num_classes
+
+    def _names(self, given: Sequence[str] | str | os.PathLike[str] | None, model: Any) -> list[str] | None:
+        if isinstance(given, (str, os.PathLike)):
+            try:
+                return load_class_names(given)
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(self.path, str(exc)) from exc
+        if given is not None:
+            return list(given)
+        names = class_names_from_metadata(self.metadata)
+        if names is None and self.fmt.family == "yolox" and self.num_classes == len(COCO_CLASSES):
+            names = list(COCO_CLASSES)  # YOLOX's and ByteTrack's exports are COCO models
+        if names is not None and self.num_classes and len(names) < self.num_classes:
+            log.warning("%s: %d class names for %d classes; the rest go by id", Path(self.path).name,
+                        len(names), self.num_classes)  # fmt: skip
+        return names
 
     def _try_batching(self, model: Any, single: Any) -> None:
         import onnxruntime as ort
 
-        probe = probe_frames(self.height, self.width)
-        x = self.spec.to_tensor(probe)
+        x = self._tensor(probe_frames(self.height, self.width))
+        names = self.output_names
         try:
-            ref = np.concatenate(
-                [single.run([self.output_name], {self.input_name: x[i : i + 1]})[0] for i in range(2)]
-            )
+            refs = [single.run(names, {self.input_name: x[i : i + 1]}) for i in range(2)]
             if self.batch_fixed:
                 bm, changed = make_batchable(model)
-                sess = ort.InferenceSession(bm.SerializeToString(), self._so, providers=self.providers)
+                # A graph that cannot take batches fails here (we then run frame by frame): nothing to log.
+                quiet = ort.SessionOptions()
+                quiet.log_severity_level = 4
+                if self._so.intra_op_num_threads:
+                    quiet.intra_op_num_threads = self._so.intra_op_num_threads
+                trial = ort.InferenceSession(bm.SerializeToString(), quiet, providers=self._provider_options)
+                got = trial.run(names, {self.input_name: x})
+                sess = ort.InferenceSession(
+                    bm.SerializeToString(), self._so, providers=self._provider_options
+                )
                 how = f"batch dimension made symbolic ({changed} Reshape targets)"
             else:
                 sess, how = single, "model has a dynamic batch dimension"
-            got = sess.run([self.output_name], {self.input_name: x})[0]
+                got = sess.run(names, {self.input_name: x})
         except Exception as exc:
             self.batch_note = f"batched graph failed ({type(exc).__name__}); running frame by frame"
             return
-        if got.shape != ref.shape or not np.allclose(got, ref, rtol=1e-5, atol=1e-5):
-            diff = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("nan")
-            self.batch_note = (
-                f"batched outputs differ from per-frame (max diff {diff:g}); running frame by frame"
-            )
-            return
+        exact = True
+        for k in range(len(names)):
+            ref = np.concatenate([r[k] for r in refs])
+            if got[k].shape != ref.shape or not np.allclose(got[k], ref, rtol=1e-5, atol=1e-5):
+                diff = float(np.abs(got[k] - ref).max()) if got[k].shape == ref.shape else float("nan")
+                self.batch_note = (
+                    f"batched outputs differ from per-frame (max diff {diff:g}); running frame by frame"
+                )
+                return
+            exact = exact and bool(np.array_equal(got[k], ref))
         self.session = sess
         self.batch_mode = "batched"
-        exact = np.array_equal(got, ref)
         self.batch_note = f"{how}; verified {'bit-identical' if exact else 'equal within 1e-5'} to per-frame"
 
     def _detect_raw(self, output: str) -> bool:
@@ -236,17 +298,27 @@ class OnnxYolox:
         return looks_raw(self.infer(probe_frames(self.height, self.width)[1:])[0])
 
     # ------------------------------------------------------------------ inference
-    def infer(self, images: U8) -> F32:
-        """[N,H,W,3] uint8 letterboxed images -> [N, anchors, 5+classes] head outputs."""
+    def _tensor(self, images: U8) -> npt.NDArray[Any]:
+        """[N,H,W,3] uint8 -> the model's input: normalised float32/float16 NCHW, or uint8 NCHW."""
+        if self.input_dtype == "uint8":
+            return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+        x = self.spec.to_tensor(images)
+        return x.astype(np.float16) if self.input_dtype == "float16" else x
+
+    def run_outputs(self, images: U8) -> list[list[npt.NDArray[Any]]]:
+        """[N,H,W,3] uint8 letterboxed images -> per frame, the outputs ``decode`` reads."""
         if images.ndim != 4 or images.shape[1:] != (self.height, self.width, 3):
             raise DetectorInputError(
                 f"model {Path(self.path).name} takes {self.width}x{self.height} frames, got {tuple(images.shape[1:3][::-1])}"
             )
-        x = self.spec.to_tensor(images)
+        x = self._tensor(images)
         try:
             if self.batch_mode == "batched":
-                return self._run(x)
-            return np.concatenate([self._run(x[i : i + 1]) for i in range(len(x))])
+                outs = self._run(x)
+                return [[o[i] for o in outs] for i in range(len(x))]
+            if not self.fmt.batched_input:
+                return [self._run(x[i]) for i in range(len(x))]
+            return [[o[0] for o in self._run(x[i : i + 1])] for i in range(len(x))]
         except DetectorInputError:
             raise
         except Exception as exc:
@@ -254,18 +326,23 @@ class OnnxYolox:
                 f"ONNX Runtime failed on {Path(self.path).name}: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _run(self, x: F32) -> F32:
+    def infer(self, images: U8) -> F32:
+        """[N,H,W,3] uint8 letterboxed images -> the first output, [N, ...] (dense heads)."""
+        return np.stack([o[0] for o in self.run_outputs(images)]).astype(np.float32, copy=False)
+
+    def _run(self, x: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
         if not self.io_binding:
-            out: F32 = self.session.run([self.output_name], {self.input_name: x})[0]
+            out: list[npt.NDArray[Any]] = self.session.run(self.output_names, {self.input_name: x})
             return out
         import onnxruntime as ort
 
         binding = self.session.io_binding()
-        # The batch goes to the device once; the output comes back to host memory for decoding.
+        # The batch goes to the device once; the outputs come back to host memory for decoding.
         binding.bind_ortvalue_input(self.input_name, ort.OrtValue.ortvalue_from_numpy(x, self.device, 0))
-        binding.bind_output(self.output_name, "cpu")
+        for name in self.output_names:
+            binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
-        result: F32 = binding.copy_outputs_to_cpu()[0]
+        result: list[npt.NDArray[Any]] = binding.copy_outputs_to_cpu()
         return result
 
     def detect(self, frames: Sequence[PreparedFrame], postprocess: PostProcess | None = None) -> list[F64]:
@@ -274,15 +351,20 @@ class OnnxYolox:
             return []
         pp = postprocess or self.postprocess
         images = stack_frames(frames, self.spec, f"model {Path(self.path).name}")
-        return self.decoder.frames(self.infer(images), frames, pp)
+        try:
+            return self.decoder.frames(self.run_outputs(images), frames, pp)
+        except (ValueError, IndexError) as exc:
+            raise InferenceError(
+                f"cannot decode the outputs of {Path(self.path).name} as {self.fmt.family}: {exc}"
+            ) from exc
 
 
 class OnnxDetector(Detector):
-    """``OnnxYolox`` behind the async interface; batches are split into ``max_batch`` chunks."""
+    """``OnnxModel`` behind the async interface; batches are split into ``max_batch`` chunks."""
 
     name = "onnx"
 
-    def __init__(self, core: OnnxYolox, max_batch: int = 8, max_in_flight: int | None = None) -> None:
+    def __init__(self, core: OnnxModel, max_batch: int = 8, max_in_flight: int | None = None) -> None:
         if max_in_flight is None:
             # CPU inference already uses every core: one batch at a time. A GPU overlaps two.
             max_in_flight = 2 if core.device == "cuda" else 1

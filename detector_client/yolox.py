@@ -75,6 +75,23 @@ class PostProcess:
     nms_thresh: float = DEFAULT_NMS_THRESH
     classes: tuple[int, ...] | None = None  # None: every class
     clip: bool = True  # clip boxes to the source frame (ByteTrack's own pipeline does not)
+    max_det: int | None = None  # keep at most this many boxes per frame, best first (None: all)
+
+
+def rows_after_nms(
+    boxes: F32, score: F32, cls_id: npt.NDArray[np.int64], frame: PreparedFrame, pp: PostProcess
+) -> F64:
+    """Class-aware NMS of input-pixel boxes, then rows x1,y1,x2,y2,score,class in source pixels."""
+    kept = batched_nms(boxes, score, cls_id, pp.nms_thresh)
+    if pp.max_det is not None:
+        kept = kept[: pp.max_det]
+    b = boxes[kept]
+    frame.to_source(b, pp.clip)  # in float32, as the boxes came
+    res = np.empty((len(kept), 6))
+    res[:, 0:4] = b
+    res[:, 4] = score[kept]
+    res[:, 5] = cls_id[kept]
+    return res
 
 
 class YoloxDecoder:
@@ -97,7 +114,7 @@ class YoloxDecoder:
         dec[:, 2:4] = np.exp(out[:, 2:4]) * stride
         return dec
 
-    def detections(self, out: F32, ratio: float, src_w: int, src_h: int, pp: PostProcess) -> F64:
+    def detections(self, out: F32, frame: PreparedFrame, pp: PostProcess) -> F64:
         """One frame's head output -> float64 [K,6] x1,y1,x2,y2,score,class in source pixels."""
         if out.ndim != 2 or out.shape[1] < 6:
             raise ValueError(f"expected [anchors, 5+classes] output, got {out.shape}")
@@ -115,24 +132,11 @@ class YoloxDecoder:
         boxes = np.empty((len(sel), 4), dtype=np.float32)
         boxes[:, 0:2] = sel[:, 0:2] - sel[:, 2:4] / 2
         boxes[:, 2:4] = sel[:, 0:2] + sel[:, 2:4] / 2
-        kept = batched_nms(boxes, score, cls_id, pp.nms_thresh)
-        res = np.empty((len(kept), 6))
-        res[:, 0:4] = boxes[kept] / ratio
-        res[:, 4] = score[kept]
-        res[:, 5] = cls_id[kept]
-        if pp.clip:
-            np.clip(res[:, 0], 0, src_w, out=res[:, 0])
-            np.clip(res[:, 2], 0, src_w, out=res[:, 2])
-            np.clip(res[:, 1], 0, src_h, out=res[:, 1])
-            np.clip(res[:, 3], 0, src_h, out=res[:, 3])
-        return res
+        return rows_after_nms(boxes, score, cls_id, frame, pp)
 
     def frames(self, out: F32, frames: Sequence[PreparedFrame], pp: PostProcess) -> list[F64]:
         """A batch's head outputs [N, anchors, 5+classes] -> detections per frame, in source pixels."""
-        return [
-            self.detections(o, f.ratio, f.src_width, f.src_height, pp)
-            for o, f in zip(out, frames, strict=True)
-        ]
+        return [self.detections(o, f, pp) for o, f in zip(out, frames, strict=True)]
 
 
 def nms(boxes: F32, scores: F32, thresh: float) -> npt.NDArray[np.int64]:

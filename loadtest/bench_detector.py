@@ -28,10 +28,10 @@ CLIPS = [SHARED / "video" / "pedestrians_720p25.mp4", SHARED / "video" / "futsal
 
 def bench(model: Path, repeats: int, providers: list[str] | None) -> dict[str, Any]:
     from detector_client import wire
-    from detector_client.onnx_backend import OnnxYolox
+    from detector_client.onnx_backend import OnnxModel
     from service.media.video import iter_frames
 
-    core = OnnxYolox(model, providers=providers)
+    core = OnnxModel(model, providers=providers)
     frames = []
     for clip in CLIPS:
         frames += [

@@ -4,7 +4,7 @@ CUDA providers, and how many 720p streams at real time one GPU serves (``make be
     make bench-gpu              # its own venv (.venv-gpu) with onnxruntime-gpu, CUDA, cuDNN, TensorRT
     python -m loadtest.bench_gpu --model ../shared/data/models/yolox_nano_416x416.onnx
 
-Each provider runs the model the way the service does (``OnnxYolox``: made batchable and checked,
+Each provider runs the model the way the service does (``OnnxModel``: made batchable and checked,
 IO binding, the output copied back to the host), warmed up per batch size (TensorRT builds an
 engine per shape), then timed. The letterbox of a 720p frame (``prepare_yuv420``, CPU) is timed
 too: streams per GPU = frames/s at the best batch / 25, and the CPU cores that many streams need
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     from detector_client.errors import DetectorError
-    from detector_client.onnx_backend import OnnxYolox
+    from detector_client.onnx_backend import OnnxModel
 
     if hasattr(ort, "preload_dlls"):  # CUDA / cuDNN from the nvidia-* wheels
         ort.preload_dlls()
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for label, providers in (("tensorrt", ["tensorrt"]), ("cuda", ["cuda"])):
         try:
-            core = OnnxYolox(a.model, providers=providers)
+            core = OnnxModel(a.model, providers=providers)
             if (
                 core.providers[0]
                 != {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider"}[label]
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     if not rows:
         return 2
-    lb = letterbox_ms(OnnxYolox(a.model, providers=["cpu"]).spec)
+    lb = letterbox_ms(OnnxModel(a.model, providers=["cpu"]).spec)
     results["letterbox_720p_ms"] = lb
     head = "".join(f"{'b' + str(b) + ' ms/f':>12}" for b in batches)
     print(f"{'provider':<10}{head}{'frames/s':>10}{f'{a.fps:g}fps streams':>16}")

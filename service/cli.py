@@ -175,6 +175,8 @@ def _add_postprocess_args(g: Any, classes_default: list[int] | None = None) -> N
     from detector_client.config import OnnxDetectorConfig as Onnx
 
     _option(g, Onnx, "preprocess")
+    _option(g, Onnx, "format")
+    _option(g, Onnx, "class_names")
     _option(g, Onnx, "classes", type=int, default=classes_default)
     _option(g, Onnx, "score_thresh")
     _option(g, Onnx, "nms_thresh")
@@ -188,7 +190,7 @@ def _add_detector_args(p: argparse.ArgumentParser, model_required: bool = False)
     g.add_argument(
         "--detector", choices=["onnx", "sagemaker", "motion"], default="onnx", help="backend (default onnx)"
     )
-    g.add_argument("--model", required=model_required, help="YOLOX ONNX model (onnx backend)")
+    g.add_argument("--model", required=model_required, help="ONNX detection model (onnx backend)")
     _add_postprocess_args(g)
     # Offline commands keep a small batch (less memory per call on CPU) unless told otherwise.
     _option(g, Onnx, "max_batch", "--batch", default=4, dest="max_batch")
@@ -198,7 +200,7 @@ def _add_detector_args(p: argparse.ArgumentParser, model_required: bool = False)
         "--providers", default=None, help="ONNX Runtime providers, e.g. cuda,cpu (default: all installed)"
     )
     for name in ("endpoint", "region", "variant", "endpoint_url", "input_size", "encoding"):
-        _option(g, SageMaker, name, **({"default": None} if name == "endpoint" else {}))
+        _option(g, SageMaker, name, **({"default": None} if name in ("endpoint", "input_size") else {}))
 
 
 def _detector_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -217,7 +219,10 @@ def _detector_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-de
     if args.detector == "onnx":
         if not args.model:
             raise CliError("--model is required with --detector onnx")
-        raw = {"kind": "onnx", "model": args.model, "preprocess": args.preprocess, **common}
+        raw = {"kind": "onnx", "model": args.model, "preprocess": args.preprocess, "format": args.format,
+               "class_names": args.class_names, **common}  # fmt: skip
+        if args.input_size:
+            raw["input_size"] = tuple(args.input_size)
         if args.providers:
             raw["providers"] = [p.strip() for p in args.providers.split(",") if p.strip()]
     elif args.detector == "sagemaker":
@@ -225,9 +230,12 @@ def _detector_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-de
             raise CliError("--endpoint is required with --detector sagemaker")
         raw = {
             "kind": "sagemaker", "endpoint": args.endpoint, "region": args.region, "variant": args.variant,
-            "endpoint_url": args.endpoint_url, "input_size": tuple(args.input_size), "preprocess": args.preprocess,
-            "encoding": args.encoding, **common,
+            "endpoint_url": args.endpoint_url, "encoding": args.encoding, **common,
         }  # fmt: skip
+        if args.input_size:
+            raw["input_size"] = tuple(args.input_size)
+        if args.preprocess != "auto":
+            raw["preprocess"] = args.preprocess
     else:
         raw = {"kind": "motion", **common}
     try:
@@ -267,12 +275,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_model(args: argparse.Namespace) -> int:
-    """Serve a YOLOX ONNX model on the SageMaker container contract (GET /ping, POST /invocations)."""
+    """Serve an ONNX detection model on the SageMaker container contract (GET /ping, POST /invocations)."""
     import logging
 
     from deploy.sagemaker import serve
     from detector_client import DetectorError
-    from detector_client.onnx_backend import OnnxYolox
+    from detector_client.onnx_backend import OnnxModel
     from detector_client.yolox import PostProcess
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -284,7 +292,8 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
 
             model = model_fn(args.model)
         else:
-            model = OnnxYolox(args.model, preprocess=args.preprocess, providers=providers, postprocess=pp)
+            model = OnnxModel(args.model, preprocess=args.preprocess, providers=providers, postprocess=pp,
+                              format=args.format, class_names=args.class_names)  # fmt: skip
     except (DetectorError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     serve.run(model, args.host, serve.port_from_env(args.port))
@@ -436,6 +445,8 @@ def cmd_invoke_async(args: argparse.Namespace) -> int:
 
 
 def _add_deploy_parsers(sub: Any) -> None:
+    from detector_client.config import OnnxDetectorConfig as Onnx
+
     dp = sub.add_parser("deploy", help="SageMaker: package, realtime, update, delete, async, batch",
                         description=cmd_deploy.__doc__)  # fmt: skip
     actions = dp.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -457,8 +468,8 @@ def _add_deploy_parsers(sub: Any) -> None:
         aws(p)
 
     p = actions.add_parser("package", help="build model.tar.gz (and upload it)")
-    p.add_argument("--model", required=True, help="YOLOX ONNX model")
-    p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
+    p.add_argument("--model", required=True, help="ONNX detection model")
+    _option(p, Onnx, "preprocess")
     p.add_argument("--classes", type=int, nargs="*", default=None)
     p.add_argument("--out", default="model.tar.gz")
     p.add_argument("--s3", help="upload to this s3://bucket/prefix/")
@@ -489,7 +500,7 @@ def _add_deploy_parsers(sub: Any) -> None:
     p.add_argument("--model-s3", required=True, help="s3:// prefix holding model.onnx")
     p.add_argument("--instance-type", default="ml.g4dn.xlarge")
     p.add_argument("--count", type=int, default=1)
-    p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
+    _option(p, Onnx, "preprocess")
     aws(p)
     p = actions.add_parser("delete", help="remove the endpoint and everything created with it")
     p.add_argument("--name", required=True)
@@ -617,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the service on a built-in default (no camera, model or broker needed)",
                        description=cmd_demo.__doc__)  # fmt: skip
     p.add_argument("--source", help="a camera or video instead of the synthetic pitch (rtsp://..., file.mp4)")
-    p.add_argument("--model", help="a YOLOX ONNX model instead of the motion detector")
+    p.add_argument("--model", help="an ONNX detection model instead of the motion detector")
     from detector_client.config import OnnxDetectorConfig as Onnx
 
     _option(p, Onnx, "preprocess")

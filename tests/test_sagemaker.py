@@ -18,7 +18,7 @@ from detector_client.errors import (
     EndpointThrottled,
     EndpointTimeout,
 )
-from detector_client.onnx_backend import OnnxYolox
+from detector_client.onnx_backend import OnnxModel
 from detector_client.remote import RetryPolicy
 from detector_client.sagemaker_backend import SageMakerDetector
 from service.media.video import iter_frames
@@ -48,18 +48,18 @@ def models_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def model(models_dir: Path) -> OnnxYolox:
+def model(models_dir: Path) -> OnnxModel:
     return inference.model_fn(str(models_dir))  # the handler's own model loading
 
 
 @pytest.fixture(scope="module")
-def frames(models_dir: Path, model: OnnxYolox) -> list:  # type: ignore[type-arg]
+def frames(models_dir: Path, model: OnnxModel) -> list:  # type: ignore[type-arg]
     video = models_dir.parent / "video" / "futsal_broadcast_720x1280p30.mp4"
     return [model.spec.prepare(f.image, "futsal", f.index) for f in iter_frames(str(video), max_frames=10)]
 
 
 @pytest.fixture
-def server(model: OnnxYolox):  # type: ignore[no-untyped-def]
+def server(model: OnnxModel):  # type: ignore[no-untyped-def]
     with RuntimeServer(model) as srv:
         yield srv
 
@@ -74,7 +74,7 @@ def _client(server: RuntimeServer, **kw) -> SageMakerDetector:  # type: ignore[n
     return det
 
 
-def test_detections_equal_local_onnx_backend(server: RuntimeServer, model: OnnxYolox, frames: list) -> None:  # type: ignore[type-arg]
+def test_detections_equal_local_onnx_backend(server: RuntimeServer, model: OnnxModel, frames: list) -> None:  # type: ignore[type-arg]
     det = _client(server, max_batch=4)
     remote = det.detect_sync(frames)
     local = model.detect(frames, PostProcess(0.1, 0.45, (0,)))
@@ -106,7 +106,7 @@ def test_oversized_batch_is_split_under_the_payload_limit(server: RuntimeServer,
     assert all(q["bytes"] <= 1_200_000 for q in server.requests)
 
 
-def test_jpeg_encoding_is_smaller_and_close(server: RuntimeServer, model: OnnxYolox, frames: list) -> None:  # type: ignore[type-arg]
+def test_jpeg_encoding_is_smaller_and_close(server: RuntimeServer, model: OnnxModel, frames: list) -> None:  # type: ignore[type-arg]
     det = _client(server, encoding="jpeg", jpeg_quality=90)
     out = det.detect_sync(frames[:4])
     raw_bytes = 4 * 416 * 416 * 3
@@ -126,7 +126,7 @@ def test_jpeg_encoding_is_smaller_and_close(server: RuntimeServer, model: OnnxYo
 
 
 def test_single_image_requests_for_existing_clients(
-    server: RuntimeServer, models_dir: Path, model: OnnxYolox
+    server: RuntimeServer, models_dir: Path, model: OnnxModel
 ) -> None:
     import boto3
     import cv2

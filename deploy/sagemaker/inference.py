@@ -33,9 +33,9 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from detector_client import wire
-from detector_client.config import OnnxDetectorConfig
+from detector_client.config import OnnxDetectorConfig, onnx_model
 from detector_client.errors import DetectorInputError, ModelLoadError
-from detector_client.onnx_backend import OnnxYolox
+from detector_client.onnx_backend import OnnxModel
 from detector_client.yolox import PostProcess
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class Request:
     analytics: Any = None  # service.rules.analytics.AnalyticsSpec
 
 
-def model_fn(model_dir: str) -> OnnxYolox:
+def model_fn(model_dir: str) -> OnnxModel:
     d = Path(model_dir)
     models = sorted(d.glob("*.onnx"))
     if not models:
@@ -90,6 +90,8 @@ def model_fn(model_dir: str) -> OnnxYolox:
         cfg["preprocess"] = os.environ["TRACKCAST_PREPROCESS"]
     if os.environ.get("TRACKCAST_CLASSES"):
         cfg["classes"] = [int(c) for c in os.environ["TRACKCAST_CLASSES"].split(",") if c.strip()]
+    if isinstance(cfg.get("class_names"), str) and not Path(cfg["class_names"]).is_absolute():
+        cfg["class_names"] = str(d / cfg["class_names"])  # a names file packed beside the model
     if os.environ.get("TRACKCAST_PROVIDERS"):
         cfg["providers"] = [p.strip() for p in os.environ["TRACKCAST_PROVIDERS"].split(",") if p.strip()]
     # The same validated model as the service's ``detector:`` section (every key, clip included).
@@ -98,9 +100,8 @@ def model_fn(model_dir: str) -> OnnxYolox:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ModelLoadError(str(d / MODEL_CONFIG), problems) from exc
-    return OnnxYolox(
-        path, preprocess=onnx.preprocess, providers=onnx.providers, postprocess=onnx.postprocess()
-    )
+    model: OnnxModel = onnx_model(onnx)
+    return model
 
 
 def input_fn(body: bytes | bytearray, content_type: str) -> Request:
@@ -174,7 +175,7 @@ def _video_and_analytics(data: bytes) -> tuple[bytes, Any]:
     return video, spec
 
 
-def track_video_file(src: Path, model: OnnxYolox, out_dir: Path, analytics: Any = None) -> Path:
+def track_video_file(src: Path, model: OnnxModel, out_dir: Path, analytics: Any = None) -> Path:
     """Track a video file (async endpoint) into ``out_dir/result.tar``: tracks.txt, annotated.mp4,
     summary.json (and with ``analytics``: tracks.analytics.csv, tracks.events.jsonl)."""
     import tarfile
@@ -203,7 +204,7 @@ def track_video_file(src: Path, model: OnnxYolox, out_dir: Path, analytics: Any 
     return tar_path
 
 
-def track_video_bytes(data: bytes, model: OnnxYolox, analytics: Any = None) -> bytes:
+def track_video_bytes(data: bytes, model: OnnxModel, analytics: Any = None) -> bytes:
     """The toolkit path (the body arrives in memory): the result tar as bytes."""
     import tempfile
 
@@ -213,7 +214,7 @@ def track_video_bytes(data: bytes, model: OnnxYolox, analytics: Any = None) -> b
         return track_video_file(src, model, Path(tmp), analytics).read_bytes()
 
 
-def predict_fn(req: Request, model: OnnxYolox) -> Any:
+def predict_fn(req: Request, model: OnnxModel) -> Any:
     if req.video is not None:
         return VideoResult(track_video_bytes(req.video, model, req.analytics))
     try:
@@ -238,7 +239,7 @@ def output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
 
 
 def handle(
-    model: OnnxYolox, body: bytes, content_type: str, accept: str = "application/json"
+    model: OnnxModel, body: bytes, content_type: str, accept: str = "application/json"
 ) -> tuple[int, bytes, str]:
     """One invocation end to end: (HTTP status, body, content type). Used by serve-model."""
     try:

@@ -80,12 +80,13 @@ def process_all(input_dir: Path, output_dir: Path, detector: Any, tracker_config
 
 def main(argv: list[str] | None = None) -> int:
     from detector_client import OnnxDetectorConfig, create_detector
+    from detector_client.formats import PREPROCESS_NAMES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", type=Path, default=Path("/opt/ml/processing/input"))
     p.add_argument("--output", type=Path, default=Path("/opt/ml/processing/output"))
     p.add_argument("--model", type=Path, default=Path("/opt/ml/processing/model/model.onnx"))
-    p.add_argument("--preprocess", choices=["yolox", "bytetrack"], default="yolox")
+    p.add_argument("--preprocess", choices=list(PREPROCESS_NAMES), default="auto")
     p.add_argument("--classes", type=int, nargs="*", default=[0])
     p.add_argument("--no-video", action="store_true", help="skip the annotated videos")
     p.add_argument("--analytics", type=Path, default=None,

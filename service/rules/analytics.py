@@ -62,6 +62,7 @@ import numpy.typing as npt
 from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from detector_client.formats import COCO_CLASSES
 from service.errors import ConfigError
 from service.rules.geometry import GeometryError, Homography, Polygon, segments_intersect
 from service.rules.kinematics import GroundMotion
@@ -70,17 +71,6 @@ F64 = npt.NDArray[np.float64]
 Point = tuple[float, float]
 Anchor = Literal["bottom_center", "center", "top_center"]
 
-#: The 80 COCO classes, in the order of their ids (YOLOX's and ByteTrack's models use them).
-_COCO = (
-    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
-    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella "
-    "handbag tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard "
-    "surfboard tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange "
-    "broccoli carrot hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop "
-    "mouse remote keyboard cell_phone microwave oven toaster sink refrigerator book clock vase scissors "
-    "teddy_bear hair_drier toothbrush"
-)
-COCO_CLASSES = tuple(_COCO.split())
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 

@@ -1,0 +1,308 @@
+"""Detector formats: recognised from the model, decoded as the model's framework does.
+
+Unit tests drive ``detector_client.formats.recognise`` with tensor signatures (no files). The
+integration tests load real exports: ``tests/data/detectors`` holds what Ultralytics and
+torchvision exported themselves (``scripts/export_detectors.py``, run once in ``.venv-export``:
+``make detector-exports``) with the frameworks' own post-NMS detections of the same images, and
+small graphs built here reproduce the signatures of exports whose frameworks are not installable
+here (YOLOv5 with objectness, GluonCV SSD/YOLOv3, TensorRT-style ``num_dets`` outputs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector_client.errors import ModelLoadError
+from detector_client.formats import (
+    TensorInfo,
+    class_names_from_metadata,
+    load_class_names,
+    parse_class_names,
+    recognise,
+)
+from detector_client.yolox import PostProcess
+
+DATA = Path(__file__).resolve().parent / "data" / "detectors"
+IMG = TensorInfo("images", (1, 3, 320, 320), "float32")
+ULTRA = {"author": "Ultralytics", "description": "Ultralytics YOLOv8n model", "task": "detect",
+         "names": "{0: 'person', 1: 'bicycle', 2: 'car'}", "stride": "32"}  # fmt: skip
+
+
+def out(name: str, *dims: int | str | None, dtype: str = "float32") -> TensorInfo:
+    return TensorInfo(name, tuple(dims), dtype)
+
+
+# ---------------------------------------------------------------------- recognition (unit)
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("outputs", "md", "family", "preprocess", "classes"),
+    [
+        ([out("output", 1, 2100, 85)], {}, "yolox", "yolox", 80),
+        ([out("output0", 1, 84, 2100)], ULTRA, "yolov8", "ultralytics", 80),
+        ([out("output0", 1, 7, 2100)], {}, "yolov8", "ultralytics", 3),  # no metadata: the shape says
+        ([out("output0", 1, 6300, 85)], {}, "yolov5", "ultralytics", 80),  # 3 anchors a cell
+        ([out("output0", 1, 2100, 85)], {"stride": "32", "names": "{0: 'a'}"}, "yolov5", "ultralytics", 80),
+        ([out("output0", 1, 300, 6)], ULTRA, "end2end", "ultralytics", None),
+        ([out("boxes", "n", 4), out("labels", "n", dtype="int64"), out("scores", "n")], {}, "end2end",
+         "torchvision", None),
+        ([out("num_dets", 1, 1, dtype="int32"), out("det_boxes", 1, 100, 4), out("det_scores", 1, 100),
+          out("det_classes", 1, 100, dtype="int32")], {}, "end2end", "torchvision", None),
+        ([out("a", 1, 100, 1), out("b", 1, 100, 1), out("c", 1, 100, 4)], {}, "ssd", "gluoncv", None),
+        ([out("x", "n", 4), out("y", "n", dtype="int64"), out("z", "n")], {}, "end2end", "torchvision", None),
+    ],
+)  # fmt: skip
+def test_recognised_from_outputs(
+    outputs: list[TensorInfo], md: dict[str, str], family: str, preprocess: str, classes: int | None
+) -> None:
+    fmt = recognise("m.onnx", [IMG], outputs, md)
+    assert (fmt.family, fmt.preprocess, fmt.num_classes) == (family, preprocess, classes)
+    assert (fmt.height, fmt.width) == (320, 320)
+    spec = fmt.spec()
+    assert (spec.height, spec.width) == (320, 320)
+
+
+@pytest.mark.unit
+def test_end2end_outputs_named_in_the_wrong_order_are_read_by_type() -> None:
+    # torchvision RetinaNet returns boxes, scores, labels; names given in Faster R-CNN's order swap them
+    fmt = recognise(
+        "r.onnx", [IMG], [out("boxes", "n", 4), out("labels", "n"), out("scores", "n", dtype="int64")]
+    )
+    assert fmt.outputs == ("boxes", "labels", "scores")  # boxes, then the float (scores), then the int
+
+
+@pytest.mark.unit
+def test_set_format_and_preprocess_win() -> None:
+    fmt = recognise("m.onnx", [IMG], [out("o", 1, 2100, 85)], {}, family="yolov5", preprocess="bytetrack")
+    assert (fmt.family, fmt.preprocess) == ("yolov5", "bytetrack")
+    assert fmt.spec().normalize == "imagenet"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("inputs", "outputs", "kw", "message"),
+    [
+        ([IMG], [out("o", 1, 3, 320, 320)], {}, r"m\.onnx: output 'o' has shape \[1, 3, 320, 320\]; expected"),
+        ([IMG], [out("o", 1, 1000, 85)], {}, r"unknown output layout: 'o' \[1, 1000, 85\].*has 2100 anchors"),
+        ([IMG], [out("o", 1, 1000, 85)], {"family": "yolox"}, r"is not a yolox output"),
+        ([TensorInfo("i", (1, 320, 320), "float32")], [out("o", 1, 2100, 85)], {}, r"rank 3 .*expected \[N, 3, H, W\]"),
+        ([TensorInfo("i", (1, 1, 3, 320, 320), "float32")], [out("o", 1, 2100, 85)], {}, r"has rank 5"),
+        ([TensorInfo("i", (1, 3, "h", "w"), "float32")], [out("o", 1, 84, "n")], {}, r"dynamic height/width.*input_size"),
+        ([TensorInfo("i", (1, "c", 320, 320), "float32")], [out("o", 1, 2100, 85)], {}, r"dynamic channel count"),
+        ([TensorInfo("i", (1, 3, 320, 320), "int32")], [out("o", 1, 2100, 85)], {}, r"is int32; expected float32"),
+        ([IMG, IMG], [out("o", 1, 2100, 85)], {}, r"expected one image input, found 2"),
+        ([TensorInfo("i", (3, 320, 320), "float32")], [out("o", 1, 2100, 85)], {}, r"no batch axis"),
+        ([IMG], [out("o", 1, 84, 2100)], {"input_size": (640, 640)}, r"fixed at 320x320; input_size 640x640"),
+        ([IMG], [out("o", 1, 2100, 85)], {"family": "detr"}, r"unknown format 'detr'"),
+    ],
+)  # fmt: skip
+def test_clear_errors_name_the_model_and_what_was_expected(
+    inputs: list[TensorInfo], outputs: list[TensorInfo], kw: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        recognise("m.onnx", inputs, outputs, {}, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.unit
+def test_segmentation_model_is_refused() -> None:
+    with pytest.raises(ModelLoadError, match="'segment' model"):
+        recognise("seg.onnx", [IMG], [out("o", 1, 116, 2100)], {**ULTRA, "task": "segment"})
+
+
+@pytest.mark.unit
+def test_dynamic_input_runs_at_the_size_given() -> None:
+    fmt = recognise("m.onnx", [TensorInfo("i", ("b", 3, "h", "w"), "float32")], [out("o", "b", 84, "n")],
+                    ULTRA, input_size=(480, 640))  # fmt: skip
+    assert (fmt.family, fmt.height, fmt.width, fmt.batch_fixed) == ("yolov8", 480, 640, None)
+
+
+@pytest.mark.unit
+def test_class_names(tmp_path: Path) -> None:
+    assert class_names_from_metadata(ULTRA) == ["person", "bicycle", "car"]
+    assert parse_class_names('["a", "b"]') == ["a", "b"]
+    assert parse_class_names("{1: 'b', 0: 'a', 3: 'd'}") == ["a", "b", "2", "d"]
+    assert parse_class_names("not names") is None
+    (tmp_path / "n.txt").write_text("# comment\nball\n\nplayer\n")
+    assert load_class_names(tmp_path / "n.txt") == ["ball", "player"]
+    (tmp_path / "n.yaml").write_text("names:\n  0: ball\n  1: player\n")
+    assert load_class_names(tmp_path / "n.yaml") == ["ball", "player"]
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt does not exist"):
+        load_class_names(tmp_path / "nope.txt")
+
+
+@pytest.mark.unit
+def test_centred_and_stretched_geometry_map_back() -> None:
+    from detector_client.formats import spec_for
+
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[40:60, 90:110] = 255  # a white square in the middle
+    for preset, want_pad in (("ultralytics", (0, 80)), ("gluoncv", (0, 0)), ("yolox", (0, 0))):
+        spec = spec_for(320, 320, preset)
+        f = spec.prepare(img)
+        assert (f.pad_x, f.pad_y) == want_pad
+        ys, xs = np.nonzero(f.image[:, :, 0] > 128)
+        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=np.float64)
+        f.to_source(box)
+        assert np.abs(box - [[90, 40, 110, 60]]).max() <= 2.0, (preset, box)
+    yuv = spec_for(320, 320, "ultralytics").prepare_yuv420(
+        np.zeros((100, 200), np.uint8), np.full((50, 100), 128, np.uint8), np.full((50, 100), 128, np.uint8)
+    )
+    assert (yuv.pad_y, yuv.image[0, 0, 0], yuv.image[160, 160, 0]) == (80, 114, 0)
+
+
+# ---------------------------------------------------------------------- real exports (integration)
+def _match(got: np.ndarray, ref: np.ndarray, tol: float = 1e-3) -> float:
+    """One-to-one match of detections (same class); returns the largest coordinate difference."""
+    assert len(got) == len(ref), f"{len(got)} detections, the framework has {len(ref)}"
+    used = np.zeros(len(got), bool)
+    worst = 0.0
+    for r in ref:
+        d = np.abs(got[:, :5] - r[:5]).max(axis=1)
+        d[used | (got[:, 5] != r[5])] = np.inf
+        i = int(d.argmin())
+        assert d[i] <= tol, f"no detection within {tol} of {r.tolist()} (nearest {got[i].tolist()})"
+        used[i] = True
+        worst = max(worst, float(np.abs(got[i, :4] - r[:4]).max()))
+    return worst
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("tag", "family", "names"),
+    [("yolov8", "yolov8", True), ("yolo11", "yolov8", True), ("yolov8_nms", "end2end", True),
+     ("fasterrcnn", "end2end", False), ("retinanet", "end2end", False)],
+)  # fmt: skip
+def test_real_exports_decode_as_their_framework(tag: str, family: str, names: bool) -> None:
+    from detector_client.onnx_backend import OnnxModel
+
+    ref = json.loads((DATA / f"{tag}.json").read_text())
+    pp = PostProcess(ref["score"], ref["iou"] or 0.45, clip=False, max_det=300)
+    size = None if family != "end2end" or names else (320, 320)  # torchvision: dynamic H/W
+    m = OnnxModel(DATA / f"{tag}.onnx", postprocess=pp, input_size=size)
+    assert m.fmt.family == family
+    assert (m.class_names or [])[:2] == (["thing0", "thing1"] if names else [])
+    rgb = np.load(DATA / "images.npz")["rgb"]
+    frames = [m.spec.prepare(np.ascontiguousarray(im[:, :, ::-1]), "cam", i) for i, im in enumerate(rgb)]
+    got = m.detect(frames)
+    assert sum(len(g) for g in got) > 20  # the exports were made to detect things
+    for g, r in zip(got, ref["detections"], strict=True):
+        _match(g, np.asarray(r, dtype=np.float64).reshape(-1, 6))
+
+
+def _save(
+    path: Path, nodes: list, inputs: list, outputs: list, inits: list, md: dict[str, str] | None = None
+) -> Path:  # type: ignore[type-arg]
+    import onnx
+    from onnx import helper
+
+    g = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in (md or {}).items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
+    return path
+
+
+def _const_plus_input(name: str, value: np.ndarray, nodes: list, inits: list) -> None:  # type: ignore[type-arg]
+    """``name`` = value + 0 * mean(image): a constant the graph computes from its input."""
+    from onnx import numpy_helper
+
+    inits.append(numpy_helper.from_array(value, f"{name}_c"))
+    nodes.append(__import__("onnx").helper.make_node("ReduceMean", ["images"], [f"{name}_m"], keepdims=0))
+    inits.append(numpy_helper.from_array(np.zeros(1, np.float32), f"{name}_z"))
+    nodes += [
+        __import__("onnx").helper.make_node("Mul", [f"{name}_m", f"{name}_z"], [f"{name}_0"]),
+        __import__("onnx").helper.make_node("Add", [f"{name}_c", f"{name}_0"], [name]),
+    ]
+
+
+@pytest.mark.integration
+def test_signature_graphs_yolov5_ssd_and_num_dets(tmp_path: Path) -> None:
+    """Graphs with the exports' signatures and known outputs: the decode finds exactly what they hold."""
+    from onnx import TensorProto, helper
+
+    from detector_client.onnx_backend import OnnxModel
+
+    img = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    truth = np.array([[4, 6, 20, 30, 0.9, 1], [30, 30, 60, 62, 0.6, 0]], dtype=np.float64)  # input px
+
+    # YOLOv5 (objectness; 3 anchors a cell): [1, 3*84, 5+2] decoded cx, cy, w, h, obj, cls...
+    v5 = np.zeros((1, 3 * 84, 7), np.float32)
+    v5[0, :, 2:4] = 4.0
+    for k, (x1, y1, x2, y2, s, c) in enumerate(truth):
+        for dup in (0, 1):  # a near-duplicate of each box, which NMS removes
+            row = v5[0, 10 * k + dup]
+            row[:4] = ((x1 + x2) / 2 + dup, (y1 + y2) / 2, x2 - x1, y2 - y1)
+            row[4], row[5 + int(c)] = 1.0, s - 0.01 * dup
+    nodes: list = []  # type: ignore[type-arg]
+    inits: list = []  # type: ignore[type-arg]
+    _const_plus_input("output0", v5, nodes, inits)
+    p5 = _save(tmp_path / "v5.onnx", nodes, [img], [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 252, 7])],
+               inits, {"stride": "32", "names": "{0: 'ball', 1: 'player'}"})  # fmt: skip
+
+    # GluonCV SSD: ids [1,K,1] (-1 pads), scores [1,K,1], bboxes [1,K,4] xyxy in input px
+    ids = np.full((1, 5, 1), -1, np.float32)
+    scores = np.full((1, 5, 1), -1, np.float32)
+    boxes = np.zeros((1, 5, 4), np.float32)
+    ids[0, :2, 0], scores[0, :2, 0], boxes[0, :2] = truth[:, 5], truth[:, 4], truth[:, :4]
+    nodes, inits = [], []
+    for n, v in (("ids", ids), ("scores", scores), ("bboxes", boxes)):
+        _const_plus_input(n, v, nodes, inits)
+    pssd = _save(tmp_path / "ssd.onnx", nodes, [img],
+                 [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(v.shape)) for n, v in
+                  (("ids", ids), ("scores", scores), ("bboxes", boxes))], inits)  # fmt: skip
+
+    # TensorRT EfficientNMS style: num_dets, det_boxes, det_scores, det_classes (only the first n count)
+    nodes, inits = [], []
+    det_b = np.zeros((1, 4, 4), np.float32)
+    det_s = np.array([[0.9, 0.6, 0.95, 0.95]], np.float32)  # rows past num_dets are garbage
+    det_c = np.array([[1, 0, 0, 0]], np.int64)
+    det_b[0, :2] = truth[:, :4]
+    from onnx import numpy_helper
+
+    for n, v in (("det_boxes", det_b), ("det_scores", det_s)):
+        _const_plus_input(n, v, nodes, inits)
+    inits += [
+        numpy_helper.from_array(np.array([[2]], np.int64), "n_i"),
+        numpy_helper.from_array(det_c, "c_i"),
+    ]
+    nodes += [
+        helper.make_node("Identity", ["n_i"], ["num_dets"]),
+        helper.make_node("Identity", ["c_i"], ["det_classes"]),
+    ]
+    pnms = _save(tmp_path / "nms.onnx", nodes, [img],
+                 [helper.make_tensor_value_info("num_dets", TensorProto.INT64, [1, 1]),
+                  helper.make_tensor_value_info("det_boxes", TensorProto.FLOAT, [1, 4, 4]),
+                  helper.make_tensor_value_info("det_scores", TensorProto.FLOAT, [1, 4]),
+                  helper.make_tensor_value_info("det_classes", TensorProto.INT64, [1, 4])], inits)  # fmt: skip
+
+    src = np.zeros((128, 128, 3), np.uint8)  # a 2x larger frame: boxes come back scaled by 2
+    for path, family, preprocess in (
+        (p5, "yolov5", "ultralytics"),
+        (pssd, "ssd", "gluoncv"),
+        (pnms, "end2end", "torchvision"),
+    ):
+        m = OnnxModel(path, postprocess=PostProcess(0.3, 0.45))
+        assert (m.fmt.family, m.fmt.preprocess) == (family, preprocess), path.name
+        f = m.spec.prepare(src)
+        got = m.detect([f])[0]
+        want = truth.copy()
+        want[:, :4] *= 2
+        assert _match(got, want, tol=1e-4) <= 1e-4, path.name
+    assert OnnxModel(p5).class_names == ["ball", "player"]
+
+
+@pytest.mark.integration
+def test_missing_and_bad_names_files(tmp_path: Path) -> None:
+    from detector_client.onnx_backend import OnnxModel
+
+    with pytest.raises(ModelLoadError, match=r"yolov8\.onnx: class names file .*nope\.txt does not exist"):
+        OnnxModel(DATA / "yolov8.onnx", class_names=tmp_path / "nope.txt")
+    with pytest.raises(
+        ModelLoadError, match=r"fasterrcnn\.onnx: input 'images' \[3, height, width\] has a dynamic"
+    ):
+        OnnxModel(DATA / "fasterrcnn.onnx")
