@@ -271,6 +271,8 @@ class Detector(ABC):
     """
 
     name = "detector"
+    #: The model's class names by id, where it says (events, the live view and videos show them).
+    class_names: list[str] | None = None
 
     def __init__(self, spec: InputSpec, max_batch: int, max_in_flight: int) -> None:
         self.spec = spec

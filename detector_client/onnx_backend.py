@@ -372,6 +372,7 @@ class OnnxDetector(Detector):
             max_batch = 1
         super().__init__(core.spec, max_batch, max_in_flight)
         self.core = core
+        self.class_names = core.class_names
 
     def detect_sync(self, frames: Sequence[PreparedFrame]) -> list[Detections]:
         res: list[Detections] = []

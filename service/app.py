@@ -147,7 +147,7 @@ class Service:
                            f"({self.shard}): add it there", shard)  # fmt: skip
         assert self.batcher is not None and self.detector is not None
         state = StreamState(cfg, self.settings.tracker, self.metrics, self.publisher, self.batcher.wake,
-                            self.settings.batcher.result_timeout_s)  # fmt: skip
+                            self.settings.batcher.result_timeout_s, self.detector.class_names)  # fmt: skip
         self.streams[cfg.id] = state
         for added in self.stream_added:
             added(state)

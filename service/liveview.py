@@ -34,7 +34,7 @@ MAX_WIDTH = 960
 class StreamView:
     def __init__(self, state: StreamState) -> None:
         self.state = state
-        self.annotator = Annotator()
+        self.annotator = Annotator(class_names=state.class_names)
         self.last_request = 0.0
         self.jpeg: bytes | None = None
         self.seq = 0
@@ -49,7 +49,7 @@ class StreamView:
     def on_frame(self, state: StreamState, item: FrameItem, tracks: Tracks) -> None:
         if time.monotonic() - self.last_request > WATCH_S:
             state.listeners.remove(self.on_frame)  # nobody watches any more: stop rendering
-            self.annotator = Annotator()
+            self.annotator = Annotator(class_names=state.class_names)
             return
         if item.image is None or self._busy:
             self.annotator.draw_state_only(tracks)

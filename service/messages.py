@@ -71,6 +71,7 @@ TrackStarted = TypedDict(
         "event": Literal["track_started"],
         "id": int,
         "class": int,
+        "label": NotRequired[str],  # the class's name, where the model says
         "frame": int,
         "ts": float,
         "box": list[float],
@@ -87,6 +88,7 @@ TrackEnded = TypedDict(
         "event": Literal["track_ended"],
         "id": int,
         "class": int,
+        "label": NotRequired[str],  # the class's name, where the model says
         "reason": str,  # lost | the stream's stop reason (shutdown, stream removed, ...)
         "first_frame": int,
         "last_frame": int,
@@ -110,6 +112,7 @@ ZoneEntered = TypedDict(
         "stream": str,
         "id": int,
         "class": int,
+        "label": NotRequired[str],  # the class's name, where the model says
         "frame": int,
         "ts": float,
         "zone": str,
@@ -126,6 +129,7 @@ ZoneExited = TypedDict(
         "stream": str,
         "id": int,
         "class": int,
+        "label": NotRequired[str],  # the class's name, where the model says
         "frame": int,
         "ts": float,
         "zone": str,
@@ -146,6 +150,7 @@ Loitering = TypedDict(
         "stream": str,
         "id": int,
         "class": int,
+        "label": NotRequired[str],  # the class's name, where the model says
         "frame": int,
         "ts": float,
         "zone": str,
@@ -164,6 +169,7 @@ LineCrossed = TypedDict(
         "event": Literal["line_crossed"],
         "id": int,
         "class": int,
+        "label": NotRequired[str],  # the class's name, where the model says
         "frame": int,
         "ts": float,
         "line": str,

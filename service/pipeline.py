@@ -54,8 +54,10 @@ class StreamState:
         publisher: Publisher,
         wake: Wake,
         result_timeout_s: float,
+        class_names: list[str] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.class_names = class_names
         self.id = cfg.id
         self.tracker_cfg = tracker_cfg
         self.metrics = metrics
@@ -316,6 +318,9 @@ class StreamState:
 
     # ------------------------------------------------------------------ events and payloads
     def _emit(self, event: Event) -> None:
+        names = self.class_names
+        if names is not None and 0 <= event["class"] < len(names):
+            event["label"] = names[event["class"]]
         self.publisher.publish_event(self.id, dumps(event))
         self.metrics.track_events.labels(self.id, event["event"]).inc()
         if event["event"] == "line_crossed":

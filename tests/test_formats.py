@@ -306,3 +306,58 @@ def test_missing_and_bad_names_files(tmp_path: Path) -> None:
         ModelLoadError, match=r"fasterrcnn\.onnx: input 'images' \[3, height, width\] has a dynamic"
     ):
         OnnxModel(DATA / "fasterrcnn.onnx")
+
+
+# ---------------------------------------------------------------------- end to end (system)
+@pytest.mark.system
+@pytest.mark.parametrize("tag", ["yolov8", "retinanet"])
+def test_track_and_the_service_run_other_families(tag: str, tmp_path: Path) -> None:
+    """``trackcast track`` and a ``serve`` replay on an Ultralytics and a torchvision export: the same
+    tracks frame for frame, events named by the model's classes, an annotated video."""
+    from tests.conftest import SHARED_DATA, run_trackcast
+    from tests.infra import Collector, Mosquitto, ServiceProc, wait_for
+    from tracker.mot import read_mot
+
+    clip = SHARED_DATA / "video" / "pedestrians_720p25.mp4"
+    if not clip.is_file():
+        pytest.skip(f"../shared is absent (looked for {clip})")
+    model = DATA / f"{tag}.onnx"
+    names = tmp_path / "names.txt"
+    names.write_text("".join(f"kind{i}\n" for i in range(8)))
+    extra = ["--class-names", str(names)] if tag == "retinanet" else []
+    size = ["--input-size", "320", "320"] if tag == "retinanet" else []
+    out, video = tmp_path / "t.txt", tmp_path / "t.mp4"
+    res = run_trackcast("track", str(clip), "--model", str(model), "--score-thresh", "0.3", *extra, *size,
+                        "--max-frames", "60", "--out", str(out), "--out-video", str(video), "--no-progress")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    offline: dict[int, dict[int, list[float]]] = {}
+    for r in read_mot(out):
+        offline.setdefault(int(r[0]), {})[int(r[1])] = [r[2], r[3], r[2] + r[4], r[3] + r[5]]
+    assert len(offline) >= 50 and video.stat().st_size > 10_000
+    broker = Mosquitto(tmp_path / "broker").start()
+    sub = Collector(broker.port)
+    det = {"kind": "onnx", "model": str(model), "score_thresh": 0.3, "max_batch": 4}
+    if tag == "retinanet":
+        det.update(class_names=str(names), input_size=[320, 320])
+    svc = ServiceProc(tmp_path / "svc", {"instance": "f1", "mqtt": {"url": broker.url}, "detector": det,
+                                         "streams": [{"id": "r", "url": str(clip), "mode": "replay",
+                                                      "realtime": False}]})  # fmt: skip
+    try:
+        svc.start()
+        wait_for(lambda: svc.stream("r")["state"] == "offline", 180, "the replay to finish")
+        assert svc.stop() == 0
+    finally:
+        svc.kill()
+        sub.close()
+        broker.stop()
+    by_frame = {m["frame"]: m for m in sub.of("/tracks", "r")}
+    for f in range(1, 61):
+        got = {t["id"]: t["box"] for t in by_frame[f]["tracks"]}
+        want = offline.get(f, {})
+        assert sorted(got) == sorted(want), f"frame {f}"
+        for tid, box in got.items():
+            assert np.abs(np.array(box) - np.array(want[tid])).max() <= 0.011, f"frame {f} id {tid}"
+    started = [e for e in sub.of("/events", "r") if e["event"] == "track_started"]
+    assert started
+    prefix = "kind" if tag == "retinanet" else "thing"
+    assert all(e["label"] == f"{prefix}{e['class']}" for e in started), started[:3]

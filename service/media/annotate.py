@@ -44,8 +44,9 @@ def colour(tid: int) -> tuple[int, int, int]:
 class Annotator:
     """Keeps each track's recent centres; ``draw`` returns an annotated copy of the frame."""
 
-    def __init__(self, trail: int = 20) -> None:
+    def __init__(self, trail: int = 20, class_names: list[str] | None = None) -> None:
         self.trail = trail
+        self.class_names = class_names
         self._trails: dict[int, deque[tuple[int, int]]] = {}
 
     def update(self, tracks: Tracks) -> None:
@@ -88,13 +89,19 @@ class Annotator:
                         (255, 255, 255),
                         thick,
                     )
-        for tid, (x1, y1, x2, y2) in zip(tracks.ids.tolist(), tracks.xyxy.tolist(), strict=True):
+        names = self.class_names
+        classes = tracks.classes.tolist()
+        for k, (tid, (x1, y1, x2, y2)) in enumerate(
+            zip(tracks.ids.tolist(), tracks.xyxy.tolist(), strict=True)
+        ):
             c = colour(tid)
             trail = self._trails.get(tid)
             if trail is not None and len(trail) > 1:
                 cv2.polylines(out, [np.array(trail, dtype=np.int32)], False, c, thick)
             cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), c, thick + 1)
             label = str(tid)
+            if names is not None and 0 <= classes[k] < len(names):
+                label = f"{tid} {names[classes[k]]}"
             scale = 0.5 * thick
             (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
             ty = max(int(y1), th + 4)

@@ -135,7 +135,7 @@ def track_video(
             TrackerConfig(c.track_thresh, c.track_buffer, c.match_thresh, c.mot20, rate_used, c.per_class)
         )
         writer = VideoWriter(out_video, summary.width, summary.height, fps) if out_video else None
-        annotator = Annotator() if writer else None
+        annotator = Annotator(class_names=detector.class_names) if writer else None
         engine: Analytics | None = None
         totals: list[TrackTotals] = []
         csv_out = events_out = None
