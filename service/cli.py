@@ -274,6 +274,58 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_det(args: argparse.Namespace) -> int:
+    """COCO AP, AP50, AP75, AR@100 and AP per class (pycocotools) of detections against ground truth.
+
+    GT: a COCO JSON, a MOT gt.txt, a sequence folder or a folder of sequences (``convert
+    gt-to-mot``'s output, MOTChallenge's layout). Detections: --dets (a det.txt as ``trackcast
+    detect`` writes it; a folder of <seq>.txt for several sequences) or --model with --video (the
+    detector runs here). --class-map MODEL_CLASS:GT_CATEGORY says which class is which category.
+    """
+    import json
+    import tempfile
+
+    from detector_client import DetectorError
+    from detector_client.formats import load_class_names
+    from service.errors import SourceError
+    from service.media.offline import detect_video
+    from training.detection_eval import evaluate, load_dets, load_gt, parse_class_map
+    from training.errors import TrainingError
+
+    if bool(args.dets) == bool(args.video):
+        raise CliError("give --dets DET_TXT, or --model M with --video V")
+    try:
+        gt = load_gt(args.gt)
+        cmap = parse_class_map(args.class_map)
+        names = load_class_names(args.det_class_names) if args.det_class_names else None
+        if args.dets:
+            results, how = load_dets(gt, args.dets, cmap, names)
+        else:
+            det = _detector_from_args(args)
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "det.txt"
+                    detect_video(args.video, det, path, args.max_frames)
+                    results, how = load_dets(gt, path, cmap, names or det.class_names)
+            finally:
+                det.close()
+        res = evaluate(gt, results)
+    except (TrainingError, SourceError, DetectorError, OSError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    summary = res.pop("summary")
+    if args.json:
+        print(json.dumps({**res, "classes": how, "notes": gt.notes}, indent=2))
+        return 0
+    print(summary.rstrip())
+    print(f"\n{res['images']} images, {res['gt_boxes']} ground-truth boxes, {res['detections']} detections "
+          f"(classes: {how})")  # fmt: skip
+    for note in gt.notes:
+        print(note)
+    for name, ap in res["per_class"].items():
+        print(f"  AP {name}: {ap:.4f}" if ap >= 0 else f"  AP {name}: - (no ground truth)")
+    return 0
+
+
 def cmd_serve_model(args: argparse.Namespace) -> int:
     """Serve an ONNX detection model on the SageMaker container contract (GET /ping, POST /invocations)."""
     import logging
@@ -572,10 +624,27 @@ def build_parser() -> argparse.ArgumentParser:
         "detect", help="detect objects in a video, write MOTChallenge det.txt", description=cmd_detect.__doc__
     )
     p.add_argument("video", help="video file (anything FFmpeg reads)")
-    p.add_argument("--out", required=True, help="output det.txt: frame,-1,x,y,w,h,score,-1,-1,-1")
+    p.add_argument("--out", required=True, help="output det.txt: frame,-1,x,y,w,h,score,class,-1,-1")
     p.add_argument("--max-frames", type=int, default=None)
     _add_detector_args(p)
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("eval-det", help="COCO AP of a detector (or a det.txt) against ground truth",
+                       description=cmd_eval_det.__doc__)  # fmt: skip
+    p.add_argument(
+        "--gt", required=True, help="COCO JSON, MOT gt.txt, sequence folder or folder of sequences"
+    )
+    p.add_argument("--dets", help="det.txt (frame,-1,x,y,w,h,score,class,...) or a folder of <seq>.txt")
+    p.add_argument("--video", help="with --model: detect this video here instead of --dets")
+    p.add_argument("--max-frames", type=int, default=None, help="with --video: only the first N frames")
+    p.add_argument("--class-map", nargs="*", metavar="CLASS:CATEGORY",
+                   help="model class -> ground-truth category id, e.g. 0:1 (default: see the description)")  # fmt: skip
+    p.add_argument(
+        "--det-class-names", help="names of the detections' classes (a names file) to match by name"
+    )
+    p.add_argument("--json", action="store_true", help="print AP, AP50, AP75, AR100, per_class as JSON")
+    _add_detector_args(p)
+    p.set_defaults(func=cmd_eval_det)
 
     p = sub.add_parser(
         "serve-model",

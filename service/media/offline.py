@@ -296,9 +296,9 @@ def detect_video(
 
         def flush() -> None:
             for f, d in zip(batch, detector.detect_sync(batch), strict=True):
-                for x1, y1, x2, y2, s, _c in d.rows.tolist():
-                    out.write(
-                        f"{f.index},-1,{x1:.4f},{y1:.4f},{x2 - x1:.4f},{y2 - y1:.4f},{s:.4f},-1,-1,-1\n"
+                for x1, y1, x2, y2, s, c in d.rows.tolist():
+                    out.write(  # the class in column 8 (MOT's "x" world coordinate, -1 in det.txt)
+                        f"{f.index},-1,{x1:.4f},{y1:.4f},{x2 - x1:.4f},{y2 - y1:.4f},{s:.4f},{int(c)},-1,-1\n"
                     )
                     stats.rows += 1
             batch.clear()
