@@ -100,7 +100,9 @@ def test_bad_inputs_say_what_and_where(tmp_path: Path) -> None:
 @needs_shared
 def test_matches_pycocotools_on_the_shared_clip(tmp_path: Path) -> None:
     """Detections of the shared clip against the reference tracker's boxes as ground truth."""
-    res = run_trackcast("eval-det", "--gt", str(FIX / "ref_default.txt"), "--dets", str(FIX / "det.txt"), "--json")
+    res = run_trackcast(
+        "eval-det", "--gt", str(FIX / "ref_default.txt"), "--dets", str(FIX / "det.txt"), "--json"
+    )
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
     gt_rows, det_rows = mot_rows(FIX / "ref_default.txt"), mot_rows(FIX / "det.txt")
@@ -110,7 +112,9 @@ def test_matches_pycocotools_on_the_shared_clip(tmp_path: Path) -> None:
                            "area": r[4] * r[5], "iscrowd": 0} for k, r in enumerate(gt_rows)]}  # fmt: skip
     dets = [{"image_id": int(r[0]), "category_id": 1, "bbox": list(r[2:6]), "score": r[6]} for r in det_rows]
     want = direct_cocoeval(gt, dets)
-    assert [got["AP"], got["AP50"], got["AP75"], got["AR100"]] == pytest.approx([want[0], want[1], want[2], want[8]], abs=1e-12)
+    assert [got["AP"], got["AP50"], got["AP75"], got["AR100"]] == pytest.approx(
+        [want[0], want[1], want[2], want[8]], abs=1e-12
+    )
     assert got["per_class"] == {"object": pytest.approx(want[0], abs=1e-12)}
     assert 0.5 < got["AP"] < 1.0  # nano detections against tracks: good, not perfect
 
@@ -123,17 +127,29 @@ def test_mot17_folder_matches_pycocotools_with_the_benchmark_rules(tmp_path: Pat
     res = run_trackcast("eval-det", "--gt", str(seq), "--dets", str(hyp), "--json")
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
-    n = int([ln for ln in (seq / "seqinfo.ini").read_text().splitlines() if ln.startswith("seqLength")][0].split("=")[1])
+    n = int(
+        next(ln for ln in (seq / "seqinfo.ini").read_text().splitlines() if ln.startswith("seqLength")).split(
+            "="
+        )[1]
+    )
     anns = []
     for r in mot_rows(seq / "gt" / "gt.txt"):
         cls, consider = int(r[7]), r[6] != 0
         if cls == 1 or cls in (2, 7, 8, 12):
             anns.append({"id": len(anns) + 1, "image_id": int(r[0]), "category_id": 1, "bbox": list(r[2:6]),
                          "area": r[4] * r[5], "iscrowd": int(cls != 1 or not consider)})  # fmt: skip
-    gt = {"images": [{"id": i} for i in range(1, n + 1)], "categories": [{"id": 1, "name": "pedestrian"}], "annotations": anns}
-    dets = [{"image_id": int(r[0]), "category_id": 1, "bbox": list(r[2:6]), "score": r[6]} for r in mot_rows(hyp)]
+    gt = {
+        "images": [{"id": i} for i in range(1, n + 1)],
+        "categories": [{"id": 1, "name": "pedestrian"}],
+        "annotations": anns,
+    }
+    dets = [
+        {"image_id": int(r[0]), "category_id": 1, "bbox": list(r[2:6]), "score": r[6]} for r in mot_rows(hyp)
+    ]
     want = direct_cocoeval(gt, dets)
-    assert [got["AP"], got["AP50"], got["AP75"], got["AR100"]] == pytest.approx([want[0], want[1], want[2], want[8]], abs=1e-12)
+    assert [got["AP"], got["AP50"], got["AP75"], got["AR100"]] == pytest.approx(
+        [want[0], want[1], want[2], want[8]], abs=1e-12
+    )
     assert got["images"] == n and "pedestrian" in got["per_class"]
 
 
@@ -142,7 +158,9 @@ def test_mot17_folder_matches_pycocotools_with_the_benchmark_rules(tmp_path: Pat
 def test_model_and_video_equal_detect_then_dets(tmp_path: Path) -> None:
     clip = SHARED_DATA / "video" / "pedestrians_720p25.mp4"
     det = tmp_path / "det.txt"
-    res = run_trackcast("detect", str(clip), "--model", str(MODEL), "--classes", "0", "--max-frames", "40", "--out", str(det))
+    res = run_trackcast(
+        "detect", str(clip), "--model", str(MODEL), "--classes", "0", "--max-frames", "40", "--out", str(det)
+    )
     assert res.returncode == 0, res.stderr
     assert {line.split(",")[7] for line in det.read_text().split()} == {"0"}  # the class travels in det.txt
     a = run_trackcast("eval-det", "--gt", str(FIX / "ref_default.txt"), "--dets", str(det), "--json")
