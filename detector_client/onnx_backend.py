@@ -255,7 +255,7 @@ class OnnxModel:
     def _try_batching(self, model: Any, single: Any) -> None:
         import onnxruntime as ort
 
-        x = self._tensor(probe_frames(self.height, self.width))
+        x = self.input_tensor(probe_frames(self.height, self.width))
         names = self.output_names
         try:
             refs = [single.run(names, {self.input_name: x[i : i + 1]}) for i in range(2)]
@@ -298,7 +298,7 @@ class OnnxModel:
         return looks_raw(self.infer(probe_frames(self.height, self.width)[1:])[0])
 
     # ------------------------------------------------------------------ inference
-    def _tensor(self, images: U8) -> npt.NDArray[Any]:
+    def input_tensor(self, images: U8) -> npt.NDArray[Any]:
         """[N,H,W,3] uint8 -> the model's input: normalised float32/float16 NCHW, or uint8 NCHW."""
         if self.input_dtype == "uint8":
             return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
@@ -311,7 +311,7 @@ class OnnxModel:
             raise DetectorInputError(
                 f"model {Path(self.path).name} takes {self.width}x{self.height} frames, got {tuple(images.shape[1:3][::-1])}"
             )
-        x = self._tensor(images)
+        x = self.input_tensor(images)
         try:
             if self.batch_mode == "batched":
                 outs = self._run(x)

@@ -326,6 +326,28 @@ def cmd_eval_det(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_optimize(args: argparse.Namespace) -> int:
+    """Write an ONNX Runtime-optimised and an INT8 (static, calibrated on the clips) copy of a model,
+    then measure both against the float model: ms/frame at batch 1 and 4, AP of the INT8 detections
+    against the float ones, and tracking agreement on each clip."""
+    import json
+
+    from training.optimize import optimize
+
+    try:
+        rep = optimize(args.model, args.calibrate, args.out, args.calibration_frames, args.eval_frames,
+                       per_channel=not args.per_tensor, repeats=args.repeats, keep_float=args.keep_float,
+                       log=lambda s: print(s, file=sys.stderr))  # fmt: skip
+    except TrainingError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(rep.as_dict(), indent=2))
+    else:
+        print(f"wrote {rep.optimized}\nwrote {rep.int8}")
+        print(rep.table())
+    return 0
+
+
 def cmd_serve_model(args: argparse.Namespace) -> int:
     """Serve an ONNX detection model on the SageMaker container contract (GET /ping, POST /invocations)."""
     import logging
@@ -450,6 +472,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             assert spec is not None
             res = d.async_(args.name, spec, args.output_s3, args.failure_s3, args.sns_success, args.sns_error,
                            args.max_concurrent, args.instance_type, args.max_instances, wait=not args.no_wait)  # fmt: skip
+        elif args.action == "compile":
+            from deploy.sagemaker.neo import compile_model
+
+            platform = {k: v for k, v in (("Os", args.target_os), ("Arch", args.target_arch),
+                                          ("Accelerator", args.target_accelerator)) if v}  # fmt: skip
+            shape = None
+            if args.input_shape:
+                name, _, dims = args.input_shape.partition("=")
+                try:
+                    shape = {name: [int(v) for v in dims.split(",")]}
+                except ValueError as exc:
+                    raise CliError(f"--input-shape {args.input_shape!r}: expected NAME=1,3,H,W") from exc
+            res = compile_model(d.c, args.job, args.model, role, args.output, args.target_device,
+                                platform or None, shape, args.max_runtime, args.wait)  # fmt: skip
         elif args.action == "batch":
             res = d.batch(args.job, args.image, role or "", args.input_s3, args.output_s3, args.model_s3,
                           args.instance_type, args.count, args.preprocess)  # fmt: skip
@@ -499,7 +535,7 @@ def cmd_invoke_async(args: argparse.Namespace) -> int:
 def _add_deploy_parsers(sub: Any) -> None:
     from detector_client.config import OnnxDetectorConfig as Onnx
 
-    dp = sub.add_parser("deploy", help="SageMaker: package, realtime, update, delete, async, batch",
+    dp = sub.add_parser("deploy", help="SageMaker: package, realtime, update, delete, async, batch, compile",
                         description=cmd_deploy.__doc__)  # fmt: skip
     actions = dp.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -553,6 +589,23 @@ def _add_deploy_parsers(sub: Any) -> None:
     p.add_argument("--instance-type", default="ml.g4dn.xlarge")
     p.add_argument("--count", type=int, default=1)
     _option(p, Onnx, "preprocess")
+    aws(p)
+    p = actions.add_parser("compile", help="SageMaker Neo: compile the model for an edge device or platform")
+    p.add_argument(
+        "--model", required=True, help="ONNX model (uploaded under --output) or s3://.../model.tar.gz"
+    )
+    p.add_argument("--job", required=True, help="compilation job name")
+    p.add_argument("--output", required=True, help="s3://bucket/prefix for the compiled model")
+    p.add_argument("--role", help="execution role ARN (default: TRACKCAST_SAGEMAKER_ROLE)")
+    p.add_argument(
+        "--target-device", help="e.g. jetson_xavier, rasp4b, ml_c5 (a wrong name lists the valid ones)"
+    )
+    p.add_argument("--target-os", help="a platform instead of a device: LINUX, ANDROID")
+    p.add_argument("--target-arch", help="X86_64, ARM64, ARM_EABIHF, ...")
+    p.add_argument("--target-accelerator", help="NVIDIA, MALI, ...")
+    p.add_argument("--input-shape", help="NAME=1,3,H,W (default: read from the model)")
+    p.add_argument("--max-runtime", type=int, default=900, help="seconds (default 900)")
+    p.add_argument("--wait", action="store_true", help="follow the job to its end")
     aws(p)
     p = actions.add_parser("delete", help="remove the endpoint and everything created with it")
     p.add_argument("--name", required=True)
@@ -628,6 +681,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None)
     _add_detector_args(p)
     p.set_defaults(func=cmd_detect)
+
+    mp = sub.add_parser("model", help="model tools: optimize (ONNX Runtime graph optimisation, INT8)")
+    mactions = mp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = mactions.add_parser("optimize", help="optimised and INT8 copies of a model, measured",
+                            description=cmd_model_optimize.__doc__)  # fmt: skip
+    p.add_argument("model", help="ONNX detection model")
+    p.add_argument(
+        "--calibrate", nargs="+", required=True, metavar="CLIP", help="video(s) to calibrate and measure on"
+    )
+    p.add_argument("--out", default=None, help="folder for the new models (default: beside the model)")
+    p.add_argument(
+        "--calibration-frames", type=int, default=64, help="frames spread over the clips (default 64)"
+    )
+    p.add_argument(
+        "--eval-frames", type=int, default=None, help="frames of each clip to measure on (default all)"
+    )
+    p.add_argument(
+        "--per-tensor", action="store_true", help="one weight scale per tensor (default per channel)"
+    )
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per batch size (default 20)")
+    p.add_argument("--keep-float", type=int, default=12, help="first convolutions left in float (default 12)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_model_optimize)
 
     p = sub.add_parser("eval-det", help="COCO AP of a detector (or a det.txt) against ground truth",
                        description=cmd_eval_det.__doc__)  # fmt: skip

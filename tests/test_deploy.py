@@ -441,3 +441,33 @@ def test_model_archive_holds_only_what_the_handler_runs(tmp_path: Path) -> None:
         "files"
     ]  # the archive's own copies
     assert got["net"] == []
+
+
+@needs_shared
+def test_neo_compile_uploads_the_model_and_starts_the_job(moto_url: str) -> None:
+    s3 = aws_client("s3", moto_url)
+    s3.create_bucket(Bucket="edge", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    r = deploy(moto_url, "compile", "--model", str(MODEL), "--job", "nano-jetson", "--output", "s3://edge/compiled",
+               "--role", ROLE, "--target-device", "jetson_xavier", "--wait")  # fmt: skip
+    assert r["status"] == "COMPLETED" and r["input"] == {"images": [1, 3, 416, 416]}
+    assert r["model"] == "s3://edge/compiled/source/yolox_nano_416x416.tar.gz"
+    body = s3.get_object(Bucket="edge", Key="compiled/source/yolox_nano_416x416.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:  # Neo reads the model at the archive's root
+        assert tar.getnames() == ["yolox_nano_416x416.onnx"]
+        member = tar.extractfile("yolox_nano_416x416.onnx")
+        assert member is not None and member.read() == MODEL.read_bytes()
+    job = aws_client("sagemaker", moto_url).describe_compilation_job(CompilationJobName="nano-jetson")
+    assert job["CompilationJobStatus"] == "COMPLETED" and job["RoleArn"] == ROLE
+    # a platform target, and what is refused before any call: an unknown device, no target, a bad role
+    r = deploy(moto_url, "compile", "--model", str(MODEL), "--job", "nano-arm", "--output", "s3://edge/c2",
+               "--role", ROLE, "--target-os", "LINUX", "--target-arch", "ARM64")  # fmt: skip
+    assert r["output"]["TargetPlatform"] == {"Os": "LINUX", "Arch": "ARM64"}
+    for args, msg in ((["--target-device", "jetson_nanoo"], "unknown --target-device 'jetson_nanoo'; Neo's devices: "),
+                      ([], "give one target"), (["--target-device", "rasp4b", "--target-arch", "ARM64"], "give one target"),
+                      (["--target-os", "BEOS"], "unknown target os 'BEOS'")):  # fmt: skip
+        res = run_trackcast("deploy", "compile", "--model", str(MODEL), "--job", "x", "--output", "s3://edge/x",
+                            "--role", ROLE, *args, "--endpoint-url", moto_url, "--region", "eu-west-1")  # fmt: skip
+        assert res.returncode == 2 and msg in res.stderr and "Traceback" not in res.stderr, res.stderr
+    res = run_trackcast("deploy", "compile", "--model", str(MODEL), "--job", "y", "--output", "s3://edge/y",
+                        "--role", "admin", "--target-device", "rasp4b", "--endpoint-url", moto_url, "--region", "eu-west-1")  # fmt: skip
+    assert res.returncode == 2 and "--role must be an IAM role ARN" in res.stderr
