@@ -28,6 +28,7 @@ a whole frame, any size) and answers ``{"version": 1, "detections": [[x1, ...], 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -60,13 +61,18 @@ def encode_frame(frame: PreparedFrame, encoding: str, jpeg_quality: int = 90) ->
 
 def frame_header(frame: PreparedFrame, nbytes: int) -> dict[str, Any]:
     h, w = frame.image.shape[:2]
-    return {
+    head: dict[str, Any] = {
         "bytes": nbytes,
         "height": h,
         "width": w,
         "ratio": frame.ratio,
         "src": [frame.src_width, frame.src_height],
     }
+    if frame.pad_x or frame.pad_y:  # a centred letterbox (Ultralytics)
+        head["pad"] = [frame.pad_x, frame.pad_y]
+    if frame.ratio_y:  # a stretched resize (GluonCV)
+        head["ratio_y"] = frame.ratio_y
+    return head
 
 
 def pack(
@@ -128,10 +134,14 @@ def decode_batch(body: bytes) -> tuple[list[PreparedFrame], PostProcess | None]:
             n, h, w = int(fh["bytes"]), int(fh["height"]), int(fh["width"])
             ratio = float(fh["ratio"])
             src_w, src_h = (int(v) for v in fh["src"])
+            pad_x, pad_y = (int(v) for v in fh.get("pad", (0, 0)))
+            ratio_y = float(fh.get("ratio_y", 0.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise _bad(f"frame {i}: header needs bytes, height, width, ratio, src ({exc})") from exc
         if n < 0 or h <= 0 or w <= 0 or not ratio > 0 or src_w <= 0 or src_h <= 0:
             raise _bad(f"frame {i}: impossible sizes {fh}")
+        if not (0 <= pad_x < w and 0 <= pad_y < h and ratio_y >= 0 and math.isfinite(ratio_y)):
+            raise _bad(f"frame {i}: impossible pad {fh.get('pad')} or ratio_y {fh.get('ratio_y')}")
         if pos + n > len(body):
             raise _bad(f"frame {i}: {n} bytes announced, only {len(body) - pos} left")
         data = body[pos : pos + n]
@@ -146,7 +156,7 @@ def decode_batch(body: bytes) -> tuple[list[PreparedFrame], PostProcess | None]:
                 raise _bad(f"frame {i}: corrupt JPEG ({n} bytes)")
             if img.shape[:2] != (h, w):
                 raise _bad(f"frame {i}: JPEG is {img.shape[1]}x{img.shape[0]}, header says {w}x{h}")
-        frames.append(PreparedFrame(img, ratio, src_w, src_h, "", i))
+        frames.append(PreparedFrame(img, ratio, src_w, src_h, "", i, pad_x, pad_y, ratio_y))
     if pos != len(body):
         raise _bad(f"{len(body) - pos} bytes after the last frame")
     pp = None

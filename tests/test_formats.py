@@ -361,3 +361,24 @@ def test_track_and_the_service_run_other_families(tag: str, tmp_path: Path) -> N
     assert started
     prefix = "kind" if tag == "retinanet" else "thing"
     assert all(e["label"] == f"{prefix}{e['class']}" for e in started), started[:3]
+
+
+@pytest.mark.unit
+def test_tensorrt_builds_its_engine_once_into_a_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detector_client.onnx_backend import provider_options
+
+    opts = provider_options(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+                            tmp_path / "trt", tensorrt_fp16=False)  # fmt: skip
+    name, o = opts[0]
+    assert name == "TensorrtExecutionProvider" and opts[1:] == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    assert o["trt_engine_cache_enable"] and o["trt_engine_cache_path"] == str(tmp_path / "trt")
+    assert o["trt_timing_cache_enable"] and o["trt_fp16_enable"] is False
+    assert (tmp_path / "trt").is_dir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (_, o), = provider_options(["TensorrtExecutionProvider"])  # fmt: skip
+    assert o["trt_engine_cache_path"] == str(tmp_path / "cache" / "trackcast" / "tensorrt")

@@ -27,6 +27,22 @@ def test_raw_round_trip_is_lossless() -> None:
         assert (a.ratio, a.src_width, a.src_height) == (b.ratio, b.src_width, b.src_height)
 
 
+def test_centred_and_stretched_geometry_travels() -> None:
+    from detector_client.formats import spec_for
+
+    img = np.zeros((120, 200, 3), np.uint8)
+    for preset in ("ultralytics", "gluoncv"):
+        f = spec_for(64, 96, preset).prepare(img, "s", 1)
+        (g,), _ = wire.decode_batch(wire.encode_batch([f], "raw"))
+        assert (g.pad_x, g.pad_y, g.ratio, g.ratio_y) == (f.pad_x, f.pad_y, f.ratio, f.ratio_y), preset
+    assert (f.pad_x, f.pad_y, f.ratio_y) == (0, 0, 64 / 120)  # stretched
+    bad = wire.pack(
+        "raw", [{**wire.frame_header(f, 64 * 96 * 3), "pad": [500, 0]}], [f.image.tobytes()], None
+    )
+    with pytest.raises(DetectorInputError, match="frame 0: impossible pad"):
+        wire.decode_batch(bad)
+
+
 def test_jpeg_round_trip() -> None:
     frames = _frames()
     out, pp = wire.decode_batch(wire.encode_batch(frames, "jpeg", 95))
