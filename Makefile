@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test check bench bench-gpu bench-cluster lint typecheck sysdeps venv clean
+.PHONY: demo test check bench bench-gpu bench-cluster detector-exports lint typecheck sysdeps venv clean
 
 # venv with the project (editable) and its [dev] extra; reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -75,6 +75,19 @@ $(GPU_VENV)/.installed: pyproject.toml
 bench-gpu: $(GPU_VENV)/.installed
 	LD_LIBRARY_PATH=$$($(GPU_VENV)/bin/python -c 'import tensorrt_libs, os; print(os.path.dirname(tensorrt_libs.__file__))' 2>/dev/null):$$LD_LIBRARY_PATH \
 	  $(GPU_VENV)/bin/python -m loadtest.bench_gpu
+
+# Opt-in, not part of `make test`: re-export the real Ultralytics and torchvision models under
+# tests/data/detectors with their frameworks' own detections (PyTorch pulls several GB of CUDA
+# libraries from the registry, hence a venv of its own). The tests read what it wrote, checked in.
+EXPORT_VENV := .venv-export
+$(EXPORT_VENV)/.installed:
+	$(PYTHON) -m venv $(EXPORT_VENV)
+	$(EXPORT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(EXPORT_VENV)/bin/python -m pip install -q 'torch>=2.4,<3' 'torchvision>=0.19,<1' 'ultralytics>=8.3,<9' 'onnx>=1.15,<2' onnxslim 'onnxruntime>=1.17,<2' 'pyyaml>=6'
+	touch $@
+
+detector-exports: $(EXPORT_VENV)/.installed
+	$(EXPORT_VENV)/bin/python scripts/export_detectors.py
 
 # Streams at real time (detecting 10 frames/s of each) with 1, 2 and 3 instances sharing one Triton
 # (GPU stand-in: 15 ms a batch).
