@@ -382,3 +382,30 @@ def test_tensorrt_builds_its_engine_once_into_a_cache(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (_, o), = provider_options(["TensorrtExecutionProvider"])  # fmt: skip
     assert o["trt_engine_cache_path"] == str(tmp_path / "cache" / "trackcast" / "tensorrt")
+
+
+@pytest.mark.integration
+def test_the_sagemaker_handler_serves_an_ultralytics_export(tmp_path: Path) -> None:
+    """model.tar.gz's handler recognises the family too; the wire carries the centred letterbox."""
+    import shutil
+
+    import cv2
+
+    from deploy.sagemaker import inference
+    from detector_client import wire
+    from detector_client.onnx_backend import OnnxModel
+
+    shutil.copy(DATA / "yolov8.onnx", tmp_path / "model.onnx")
+    (tmp_path / "trackcast-model.json").write_text(json.dumps({"score_thresh": 0.3}))
+    served = inference.model_fn(str(tmp_path))
+    local = OnnxModel(DATA / "yolov8.onnx", postprocess=PostProcess(0.3))
+    assert served.fmt.family == "yolov8" and served.class_names == local.class_names
+    rgb = np.load(DATA / "images.npz")["rgb"]
+    frame = cv2.resize(np.ascontiguousarray(rgb[0][:, :, ::-1]), (480, 270))  # 16:9: padded top and bottom
+    prepared = local.spec.prepare(frame)
+    assert prepared.pad_y > 0
+    status, body, _ = inference.handle(served, wire.encode_batch([prepared], "raw"), wire.CONTENT_TYPE)
+    assert status == 200
+    (got,) = wire.decode_result(body, 1)
+    (want,) = local.detect([prepared])
+    assert len(want) > 5 and np.abs(np.asarray(got) - want).max() < 1e-3
