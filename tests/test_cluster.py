@@ -115,7 +115,10 @@ def test_three_shards_share_six_streams_and_one_detector_server(tmp_path: Path) 
         for s in others:
             times = [t for _, t in sub.timed("/tracks", s) if t_kill - 2 <= t <= t_back + 2]
             gaps = [b - a for a, b in itertools.pairwise(times)]
-            assert times and max(gaps) < 1.0, (
+            # Tracks at 4 fps: gaps of 0.25 s, more while the restarted instance imports and loads
+            # its model on the same 2 cores (1.1 s seen). A stream that waited for the failover
+            # would be gone for the keepalive, 7.5 s or more.
+            assert times and max(gaps) < 3.0, (
                 f"{s}: a gap of {max(gaps):.2f}s while another instance died: {times}"
             )
         # 3 -> 4 shards (the StatefulSet grown by one): only the streams the new shard takes move
