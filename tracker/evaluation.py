@@ -286,7 +286,7 @@ def _benchmark_scores(
     return per_seq
 
 
-def _seq_length(folder: Path) -> int | None:
+def seq_length(folder: Path) -> int | None:
     ini = folder / "seqinfo.ini"
     if not ini.is_file():
         return None
@@ -319,12 +319,12 @@ def find_sequences(gt: Path, hyp: Path, seqmap: Path | None = None) -> list[Sequ
     if gt.is_file():
         folder = gt.parent.parent if gt.parent.name == "gt" else gt.parent
         name = folder.name if gt.parent.name == "gt" else gt.stem
-        found = [(name, gt, _seq_length(folder) if gt.parent.name == "gt" else None)]
+        found = [(name, gt, seq_length(folder) if gt.parent.name == "gt" else None)]
     else:
         found = []
         for g in sorted(gt.rglob("gt/gt.txt")):
             folder = g.parent.parent
-            found.append((folder.name, g, _seq_length(folder)))
+            found.append((folder.name, g, seq_length(folder)))
         maps = gt / "seqmaps"
         if seqmap is None and maps.is_dir():
             splits = {g.parent.parent.parent.name for _, g, _ in found}

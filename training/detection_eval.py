@@ -22,7 +22,6 @@ start at 1: ``convert gt-to-mot`` writes Ground Truth's class-id + 1).
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import io
 import json
@@ -35,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tracker.errors import MotFormatError
+from tracker.evaluation import seq_length
 from tracker.mot import read_mot
 from training.errors import TrainingError
 
@@ -74,13 +74,13 @@ def load_gt(path: str | Path) -> GroundTruth:
     if not p.is_dir():
         raise EvalError(f"--gt {p}: no such file or folder")
     if (p / "gt" / "gt.txt").is_file():
-        return _mot_gt([("", p / "gt" / "gt.txt", _seq_length(p))], _classes_json(p.parent))
+        return _mot_gt([("", p / "gt" / "gt.txt", seq_length(p))], _classes_json(p.parent))
     if (p / "gt.txt").is_file():
-        return _mot_gt([("", p / "gt.txt", _seq_length(p))], _classes_json(p))
+        return _mot_gt([("", p / "gt.txt", seq_length(p))], _classes_json(p))
     seqs = sorted(d for d in p.iterdir() if (d / "gt" / "gt.txt").is_file())
     if not seqs:
         raise EvalError(f"--gt {p}: no gt.txt, gt/gt.txt or sequence folders (<seq>/gt/gt.txt) in it")
-    return _mot_gt([(d.name, d / "gt" / "gt.txt", _seq_length(d)) for d in seqs], _classes_json(p))
+    return _mot_gt([(d.name, d / "gt" / "gt.txt", seq_length(d)) for d in seqs], _classes_json(p))
 
 
 def _coco_gt(p: Path) -> GroundTruth:
@@ -104,18 +104,6 @@ def _coco_gt(p: Path) -> GroundTruth:
             gt.images[(seq, len(gt.images) + 1)] = int(im["id"])
     gt.sequences = sorted({s for s, _ in gt.images})
     return gt
-
-
-def _seq_length(d: Path) -> int | None:
-    ini = d / "seqinfo.ini"
-    if not ini.is_file():
-        return None
-    cp = configparser.ConfigParser()
-    try:
-        cp.read(ini)
-        return int(cp["Sequence"]["seqLength"])
-    except (KeyError, ValueError, configparser.Error) as exc:
-        raise EvalError(f"{ini}: no readable [Sequence] seqLength ({exc})") from exc
 
 
 def _classes_json(d: Path) -> dict[int, str] | None:
