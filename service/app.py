@@ -28,6 +28,7 @@ from detector_client.base import Detector
 from detector_client.errors import DetectorError
 from service.config import Settings, StreamConfig
 from service.errors import ConfigError, NotOwned, StreamExists, UnknownStream
+from service.media.bag import is_bag
 from service.metrics import Metrics
 from service.mqtt import Publisher
 from service.pipeline import Batcher, StreamState
@@ -158,6 +159,14 @@ class Service:
                                   state.set_info, lambda: bool(state.listeners))  # fmt: skip
             self.sources[cfg.id] = syn
             syn.start()
+        elif cfg.is_file and is_bag(cfg.url):
+            from service.bag_source import BagSource
+
+            bag = BagSource(cfg, self.detector.spec, asyncio.get_running_loop(), state.offer, state.put, state.permits,
+                            state.set_status, state.set_info, lambda: bool(state.listeners), self.batcher.demand)  # fmt: skip
+            state.pull = bag.pull
+            self.sources[cfg.id] = bag
+            bag.start()
         elif not cfg.is_whip:
 
             def reconnect() -> None:

@@ -255,7 +255,7 @@ def _pydantic_message(exc: Exception, prefix: str) -> str:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    """Run the detector over every frame of a video and write MOTChallenge det.txt rows."""
+    """Run the detector over every frame of a video (or a ROS bag's image topic) and write MOTChallenge det.txt rows."""
     from detector_client import DetectorError
     from service.errors import SourceError
     from service.media.offline import detect_video
@@ -263,7 +263,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _outputs(args.out)
     det = _detector_from_args(args)
     try:
-        stats = detect_video(args.video, det, args.out, args.max_frames)
+        stats = detect_video(args.video, det, args.out, args.max_frames, topic=args.topic)
     except (SourceError, DetectorError) as exc:
         raise CliError(str(exc)) from exc
     finally:
@@ -394,7 +394,8 @@ def _analytics_file(path: str) -> Any:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    """Detect and track every frame of a video, in order: MOT results, optional annotated video."""
+    """Detect and track every frame of a video (or a ROS bag's image topic), in order: MOT results,
+    optional annotated video."""
     from detector_client import DetectorError
     from service.errors import ConfigError, SourceError
     from service.media.offline import track_video
@@ -407,7 +408,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         summary = track_video(
             args.video, det, cfg, args.out, frame_rate=args.frame_rate, out_video=args.out_video,
             summary_path=args.summary, max_frames=args.max_frames, progress=not args.no_progress,
-            analytics=analytics,
+            analytics=analytics, topic=args.topic,
         )  # fmt: skip
     except (SourceError, DetectorError, ConfigError) as exc:
         raise CliError(str(exc)) from exc
@@ -659,8 +660,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("track", help="track a recorded video offline", description=cmd_track.__doc__)
-    p.add_argument("video", help="video file")
+    topic_help = "a ROS bag's image topic (sensor_msgs/Image or CompressedImage; default: its only one)"
+    p = sub.add_parser(
+        "track", help="track a recorded video or ROS bag offline", description=cmd_track.__doc__
+    )
+    p.add_argument("video", help="video file, ROS 1 .bag or ROS 2 bag folder")
+    p.add_argument("--topic", default=None, help=topic_help)
     p.add_argument("--out", required=True, help="MOT results: frame,id,x,y,w,h,score,-1,-1,-1")
     p.add_argument("--out-video", default=None, help="annotated video (H.264 MP4): boxes, IDs, trails")
     p.add_argument("--summary", default=None, help="JSON summary")
@@ -676,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "detect", help="detect objects in a video, write MOTChallenge det.txt", description=cmd_detect.__doc__
     )
-    p.add_argument("video", help="video file (anything FFmpeg reads)")
+    p.add_argument("video", help="video file (anything FFmpeg reads), ROS 1 .bag or ROS 2 bag folder")
+    p.add_argument("--topic", default=None, help=topic_help)
     p.add_argument("--out", required=True, help="output det.txt: frame,-1,x,y,w,h,score,class,-1,-1")
     p.add_argument("--max-frames", type=int, default=None)
     _add_detector_args(p)

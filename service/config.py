@@ -165,11 +165,16 @@ class WebRtcConfig(_Section):
 class StreamConfig(_Section):
     id: str = Field(..., description="stream id: letters, digits, _ . - (used in topics and metrics)")
     url: str = Field(
-        ..., description="rtsp://, rtmp://, http(s):// or a file path; 'whip' for WebRTC publishers"
+        ...,
+        description="rtsp://, rtmp://, http(s)://, a file path or a ROS bag (.bag, ROS 2 folder); 'whip' for WebRTC publishers",
+    )
+    topic: str | None = Field(
+        None,
+        description="a ROS bag's image topic (url: a .bag file or ROS 2 bag folder; default: its only one)",
     )
     mode: Literal["live", "replay"] | None = Field(
         None,
-        description="live: freshest frame wins; replay: every frame in order (default: replay for files)",
+        description="live: freshest frame wins; replay: every frame in order (default: replay for files and bags)",
     )
     realtime: bool = Field(True, description="replay files at their own fps (like a camera)")
     loop: bool = Field(False, description="replay files in a loop")

@@ -350,11 +350,15 @@ class VideoSource(ThreadSource):
             container.close()
 
     def _skip(self, capture_ts: float) -> FrameItem:
-        """A marker for a frame skipped by sampling (counted, not processed)."""
-        return FrameItem(self.cfg.id, self.index, 0, None, capture_ts, _EMPTY_FRAME, None, 0.0)
+        return skipped(self.cfg.id, self.index, capture_ts)
 
 
 _EMPTY_FRAME = PreparedFrame(np.zeros((1, 1, 3), np.uint8), 1.0, 1, 1)
+
+
+def skipped(stream: str, index: int, capture_ts: float) -> FrameItem:
+    """A marker for a frame skipped by sampling (counted, not processed)."""
+    return FrameItem(stream, index, 0, None, capture_ts, _EMPTY_FRAME, None, 0.0)
 
 
 def _ffmpeg_text(exc: Exception, url: str) -> str:

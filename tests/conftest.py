@@ -92,7 +92,8 @@ LEVELS = {
              "test_rules", "test_architecture", "test_webrtc_ice", "test_config_hostile", "test_geometry", "test_analytics", "test_sharding", "test_oip_wire"),
     "integration": ("test_app", "test_deploy", "test_detect", "test_differential", "test_eval", "test_handoff",
                     "test_images", "test_motion", "test_parity", "test_publisher", "test_sagemaker",
-                    "test_serve_model", "test_service", "test_training", "test_k8s", "test_oip"),
+                    "test_serve_model", "test_service", "test_training", "test_k8s", "test_oip", "test_bags",
+                    "test_recordings"),
     "system": ("test_bench", "test_cli", "test_demo", "test_docs", "test_loadtest", "test_service_api", "test_hostile",
                "test_lifecycle", "test_analytics_service", "test_cluster"),
 }  # fmt: skip

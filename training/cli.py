@@ -54,8 +54,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.action == "gt-to-mot":
         from training.groundtruth import gt_to_mot
 
+        raw_of = None
+        if args.catalog:  # labels drawn on anonymised copies; training data from the raw frames
+            from training.catalog import raw_locations
+
+            catalog = _catalog(args)
+            try:
+                raw_of = raw_locations(catalog)
+            finally:
+                catalog.close()
         res = gt_to_mot(args.manifest, args.job_name, args.out, args.split, args.frame_rate, args.seed,
-                        args.strict, store)  # fmt: skip
+                        args.strict, store, raw_of)  # fmt: skip
     elif args.action == "mot-to-gt":
         from training.groundtruth import mot_to_gt
 
@@ -108,7 +117,235 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bag(args: argparse.Namespace) -> int:
+    """ROS bags (ROS 1 .bag files, ROS 2 bag folders): list their topics, extract an image topic's frames."""
+    from training import recordings
+    from training.storage import Storage
+
+    if args.action == "list":
+        res = recordings.list_topics(args.bag)
+        if args.json:
+            print(json.dumps(res, indent=2))
+            return 0
+        print(f"{res['bag']}: ROS {res['ros']}, {res['duration_s']:.3f} s")
+        print(f"{'topic':40} {'type':36} {'count':>8} {'rate_hz':>9}")
+        for t in res["topics"]:
+            rate = "" if t["rate_hz"] is None else f"{t['rate_hz']:.3f}"
+            print(f"{t['topic']:40} {t['type']:36} {t['count']:8d} {rate:>9}")
+        return 0
+    res = recordings.extract(args.bag, args.out, args.topic, args.format, args.every, args.max_frames,
+                             Storage(_clients(args)))  # fmt: skip
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def _catalog(args: argparse.Namespace, create: bool = False) -> Any:
+    from training.catalog import open_catalog
+
+    return open_catalog(args.catalog, _clients(args), create=create)
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    """The frame catalog: label frames (folder, s3:// or a ROS bag) with what they contain; query them;
+    write Ground Truth manifests of a selection."""
+    from training import catalog as cat
+    from training.storage import Storage
+
+    clients = _clients(args)
+    store = Storage(clients)
+    if args.action == "build":
+        if args.labeller == "rekognition":
+            labeller: Any = cat.RekognitionLabeller(
+                clients, min_confidence=args.min_score * 100, rate=args.rate
+            )
+        else:
+            if not args.model:
+                raise TrainingError(
+                    "--model is required with --labeller local (or use --labeller rekognition)"
+                )
+            from pathlib import Path
+
+            from detector_client import DetectorError, create_detector
+            from detector_client.config import OnnxDetectorConfig
+
+            try:
+                det = create_detector(OnnxDetectorConfig(model=args.model, score_thresh=min(args.min_score, 0.1),
+                                                         max_batch=args.batch))  # fmt: skip
+            except (DetectorError, ValueError) as exc:
+                raise TrainingError(str(exc)) from exc
+            labeller = cat.LocalLabeller(det, Path(args.model).name, args.min_score)
+        catalog = _catalog(args, create=True)
+        try:
+            res = cat.build(args.source, catalog, labeller, store, args.batch, args.extract_to, args.topic)
+        finally:
+            catalog.close()
+        print(json.dumps(res, indent=2))
+        return 0
+    catalog = _catalog(args)
+    try:
+        expr = cat.parse_query(catalog, args.query) if args.query.strip() != "*" else None
+        records = catalog.select(expr)
+    finally:
+        catalog.close()
+    if args.to_manifest:
+        res = cat.to_manifest(
+            records, args.to_manifest, args.kind, args.raw, args.frames_per_sequence, store=store
+        )
+        print(json.dumps(res, indent=2))
+        return 0
+    if args.json:
+        print(json.dumps([r.to_json() for r in records], indent=2))
+    else:
+        for r in records:
+            what = ", ".join(f"{k} {n}" for k, n in sorted(r.counts.items(), key=lambda kv: -kv[1]))
+            print(f"{r.source}\t{r.frame}\t{r.anonymized or r.raw}\t{what}")
+        print(f"{len(records)} frames", file=sys.stderr)
+    return 0
+
+
+def cmd_anonymize(args: argparse.Namespace) -> int:
+    """Blur faces and licence plates in frames (a folder, s3://, or a catalog's frames) or a video."""
+    from training import anonymize as an
+    from training import storage as st
+
+    clients = _clients(args)
+    store = st.Storage(clients)
+    det: Any = an.RekognitionDetector(clients) if args.detector == "rekognition" else an.CascadeDetector()
+    if args.catalog:
+        from training import catalog as cat
+
+        catalog = _catalog(args)
+        try:
+            expr = cat.parse_query(catalog, args.where) if args.where else None
+            records = catalog.select(expr)
+            names = [st.name(r.raw) for r in records]
+            if len(set(names)) != len(names):  # frames of several sources: keep them apart
+                names = [f"{st.name(r.source)}/{st.name(r.raw)}" for r in records]
+            res = an.anonymize_images([(r.raw, n) for r, n in zip(records, names, strict=True)], args.out, det, store,
+                                      args.pad, on_done=lambda raw, dest, _b: catalog.set_anonymized(raw, dest))  # fmt: skip
+        finally:
+            catalog.close()
+    elif args.input is None:
+        raise TrainingError("give an INPUT (folder, s3:// prefix or video) or --catalog")
+    elif not st.is_s3(args.input) and os.path.isfile(args.input):
+        res = an.anonymize_video(args.input, args.out, det, args.pad, args.max_frames)
+    else:
+        from training.catalog import _image_files
+
+        files = _image_files(store, args.input)[: args.max_frames]
+        res = an.anonymize_images(
+            [(st.join(args.input, f), f) for f in files], args.out, det, store, args.pad
+        )
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    """Start a SageMaker Ground Truth labelling job: video object tracking or image bounding boxes."""
+    from training.labeling import create_job
+    from training.storage import Storage
+
+    clients = _clients(args)
+    region = args.region or clients("sagemaker").meta.region_name
+    res = create_job(clients, Storage(clients), args.job_name, args.task, args.manifest, args.output,
+                     args.role or os.environ.get("TRACKCAST_SAGEMAKER_ROLE", ""), args.workteam, args.labels, region,
+                     args.prelabels, workers_per_object=args.workers, free_of_pii=args.free_of_pii)  # fmt: skip
+    print(json.dumps(res, indent=2))
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
+    cp = sub.add_parser("catalog", help="frame catalog: label frames with what they contain, query, manifests",
+                        description=cmd_catalog.__doc__)  # fmt: skip
+    actions = cp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    catalog_help = "SQLite file (default frames.db) or dynamodb://TABLE"
+    p = actions.add_parser("build", help="label every frame of a folder, s3:// prefix or ROS bag")
+    p.add_argument("source", help="folder or s3:// prefix of frames, or a ROS bag (with --extract-to)")
+    p.add_argument("--catalog", default="frames.db", help=catalog_help)
+    p.add_argument("--labeller", choices=["local", "rekognition"], default="local",
+                   help="local: an ONNX detector (--model); rekognition: Amazon Rekognition DetectLabels")  # fmt: skip
+    p.add_argument("--model", help="ONNX detection model (--labeller local)")
+    p.add_argument(
+        "--min-score", type=float, default=0.3, help="count detections at this score or more (0..1)"
+    )
+    p.add_argument("--batch", type=int, default=8, help="frames per detector call")
+    p.add_argument("--rate", type=float, default=None, help="Rekognition requests per second at most")
+    p.add_argument("--extract-to", default=None, help="a bag's frames go here (folder or s3://) first")
+    p.add_argument("--topic", default=None, help="a bag's image topic (default: its only one)")
+    _aws(p)
+    p = actions.add_parser("query", help='frames matching e.g. "person >= 5 and car >= 1" (* for all)')
+    p.add_argument("query")
+    p.add_argument("--catalog", default="frames.db", help=catalog_help)
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--to-manifest",
+        default=None,
+        metavar="FILE",
+        help="write a Ground Truth input manifest (path or s3://)",
+    )
+    p.add_argument("--kind", choices=["image", "video"], default="image",
+                   help="image: one line per frame (bounding boxes); video: frame sequences (tracking)")  # fmt: skip
+    p.add_argument(
+        "--raw", action="store_true", help="point the manifest at the raw frames, not the anonymised copies"
+    )
+    p.add_argument("--frames-per-sequence", type=int, default=2000)
+    _aws(p)
+    cp.set_defaults(func=cmd_catalog)
+
+    p = sub.add_parser("anonymize", help="blur faces and licence plates in frames or a video",
+                       description=cmd_anonymize.__doc__)  # fmt: skip
+    p.add_argument(
+        "input", nargs="?", help="folder or s3:// prefix of frames, or a video (omit with --catalog)"
+    )
+    p.add_argument("--out", required=True, help="folder or s3:// prefix (a video: an .mp4 path)")
+    p.add_argument(
+        "--catalog", default=None, help="anonymise the catalog's frames and record the copies there"
+    )
+    p.add_argument("--where", default=None, help="with --catalog: only frames matching this query")
+    p.add_argument("--detector", choices=["opencv", "rekognition"], default="opencv",
+                   help="opencv: the Haar cascades OpenCV ships; rekognition: DetectFaces + DetectText")  # fmt: skip
+    p.add_argument("--pad", type=float, default=0.15, help="grow each region by this fraction of its size")
+    p.add_argument("--max-frames", type=int, default=None)
+    _aws(p)
+    p.set_defaults(func=cmd_anonymize)
+
+    lp = sub.add_parser("label", help="SageMaker Ground Truth labelling jobs", description=cmd_label.__doc__)
+    actions = lp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("create", help="CreateLabelingJob: video object tracking or image bounding boxes")
+    p.add_argument("--task", choices=["video-tracking", "bounding-box"], required=True)
+    p.add_argument("--job-name", required=True)
+    p.add_argument("--manifest", required=True, help="s3:// input manifest (catalog query --to-manifest)")
+    p.add_argument("--output", required=True, help="s3:// prefix for the job's output")
+    p.add_argument("--labels", type=_classes, required=True, help="label categories, e.g. person,ball")
+    p.add_argument("--workteam", required=True, help="work team ARN")
+    p.add_argument("--role", help="execution role ARN (default: TRACKCAST_SAGEMAKER_ROLE)")
+    p.add_argument("--prelabels", default=None, metavar="ATTRIBUTE",
+                   help="an adjustment job over these pre-labels (convert mot-to-gt --label-attribute)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=1, help="workers per frame or sequence")
+    p.add_argument("--free-of-pii", action="store_true",
+                   help="declare the frames free of personal data (anonymised): needed for a public workforce")  # fmt: skip
+    _aws(p)
+    lp.set_defaults(func=cmd_label)
+
+    bp = sub.add_parser("bag", help="ROS bags: list topics, extract an image topic's frames (dir or s3://)",
+                        description=cmd_bag.__doc__)  # fmt: skip
+    actions = bp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("list", help="topics, types, message counts and rates")
+    p.add_argument("bag", help="ROS 1 .bag file or ROS 2 bag folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = actions.add_parser(
+        "extract", help="an image topic's frames as files with their timestamps (resumable)"
+    )
+    p.add_argument("bag", help="ROS 1 .bag file or ROS 2 bag folder")
+    p.add_argument("--topic", default=None, help="image topic (default: the bag's only one)")
+    p.add_argument("--out", required=True, help="folder or s3:// prefix (frame_000001.png ..., frames.jsonl)")
+    p.add_argument("--format", default="png", choices=["png", "jpg"],
+                   help="for raw images (compressed ones keep their bytes)")  # fmt: skip
+    p.add_argument("--every", type=int, default=1, help="every N-th frame")
+    p.add_argument("--max-frames", type=int, default=None)
+    _aws(p)
+    bp.set_defaults(func=cmd_bag)
+
     cp = sub.add_parser(
         "convert", help="Ground Truth video labels <-> MOT17, MOT17 -> COCO", description=cmd_convert.__doc__
     )
@@ -132,6 +369,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--frame-rate", type=float, default=30.0, help="seqinfo frameRate when frames carry no timestamps"
     )
+    p.add_argument("--catalog", default=None,
+                   help="frame catalog: copy the raw frames of the anonymised ones the labels were drawn on")  # fmt: skip
     common(p)
     p = actions.add_parser("mot-to-coco", help="MOT17 tree -> COCO JSON for YOLOX/ByteTrack training")
     p.add_argument("--mot", required=True, help="MOT17 tree (split folders of sequences), path or s3://")

@@ -325,8 +325,11 @@ def _parallel(fn: Callable[[int], None], n: int) -> None:
 
 def gt_to_mot(manifest: str, job_name: str, out: str, split: list[float] | None = None,
               frame_rate: float = 30.0, seed: int = 0, strict: bool = False,
-              store: st.Storage | None = None) -> dict[str, Any]:  # fmt: skip
-    """Convert a Ground Truth video object tracking output manifest to a MOT17 tree under ``out``."""
+              store: st.Storage | None = None, raw_of: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Convert a Ground Truth video object tracking output manifest to a MOT17 tree under ``out``.
+
+    ``raw_of`` maps a frame's location (an anonymised copy) to the frame to copy (the raw one).
+    """
     store = store or st.Storage()
     report = Report(strict)
     fractions = split or [1.0]
@@ -372,6 +375,13 @@ def gt_to_mot(manifest: str, job_name: str, out: str, split: list[float] | None 
             name = f"{name}-{lineno}"
         used.add(name)
         seq = _read_sequence(store, seq_uri, name, where, frame_rate)
+        if raw_of:
+            for fr in seq.frames:
+                fr.uri = raw_of.get(
+                    fr.uri,
+                    raw_of.get(str(Path(fr.uri).resolve()) if not st.is_s3(fr.uri) else fr.uri, fr.uri),
+                )
+            report.count("raw_frames", sum(1 for fr in seq.frames if fr.uri in raw_of.values()))
         sequences.append((seq, st.resolve(str(item[ref_key]), base), cmap))
     if not sequences:
         raise ConvertError(f"{manifest}: the manifest has no lines")

@@ -39,6 +39,20 @@ class Clients:
                 raise DeployError("no AWS region: pass --region or set AWS_REGION") from exc
         return self._cache[service]
 
+    def client(self, service: str, retries: dict[str, Any] | None = None) -> Any:
+        """A client of its own (not cached) with botocore retry settings, for callers that retry themselves."""
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import NoRegionError
+
+        try:
+            session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+            return session.client(
+                service, endpoint_url=self.endpoint_url, config=Config(retries=retries or {})
+            )
+        except NoRegionError as exc:
+            raise DeployError("no AWS region: pass --region or set AWS_REGION") from exc
+
 
 def explain_aws_error(exc: Exception, what: str) -> DeployError:
     from botocore.exceptions import ClientError, NoCredentialsError

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from detector_client.base import Detector, PreparedFrame
+from detector_client.base import Detector, InputSpec, PreparedFrame
 from service.media.annotate import Annotator, Overlay
-from service.media.video import ended_early, iter_prepared, open_video, prepare_frame, to_bgr
+from service.media.video import ended_early, open_video, prepare_frame, to_bgr
 from service.rules.analytics import Analytics, AnalyticsSpec, Resolved, TrackTotals
 from tracker import ByteTracker, TrackerConfig
 from tracker.mot import format_tracks, iter_frames, read_mot, write_lines
@@ -90,6 +90,98 @@ class VideoWriter:
         self.container.close()
 
 
+class Frames:
+    """A recording's frames for the offline loops: a video file (PyAV), or an image topic of a ROS bag.
+
+    Iterating gives ``(index, prepared, bgr or None, t)`` in order: the frame letterboxed for the
+    detector, the BGR image when ``want_image``, its time in seconds (a video's pts, a bag message's
+    record time since the topic's first). ``decoded`` counts what came; ``expected`` is what the
+    container says it holds (0: unknown). ``SourceError`` for anything wrong with the recording.
+    """
+
+    def __init__(self, video: str, spec: InputSpec, want_image: bool = False, max_frames: int | None = None,
+                 topic: str | None = None) -> None:  # fmt: skip
+        from service.errors import SourceError
+        from service.media.bag import Bag, is_bag
+
+        self.video, self.spec, self.want_image, self.max_frames = video, spec, want_image, max_frames
+        self.decoded = 0
+        self._bag: Bag | None = None
+        self._container: Any = None
+        if is_bag(video):
+            self._bag = Bag(video)
+            try:
+                info = self._bag.image_topic(topic)
+                first = self._bag.first_frame(info.topic)
+            except BaseException:
+                self._bag.close()
+                raise
+            self.topic = info.topic
+            self.fps = info.rate_hz or 30.0
+            self.height, self.width = first.image.shape[:2]
+            self.expected = info.count
+            return
+        if topic is not None:
+            raise SourceError(video, "--topic is for ROS bags; this is a video file")
+        self._container = open_video(video)
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else 30.0
+        self.width, self.height = stream.codec_context.width, stream.codec_context.height
+        self.expected = stream.frames or 0
+        self._stream = stream
+
+    def __enter__(self) -> Frames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._bag is not None:
+            self._bag.close()
+        if self._container is not None:
+            self._container.close()
+
+    def __iter__(self) -> Iterator[tuple[int, PreparedFrame, np.ndarray | None, float | None]]:
+        if self._bag is not None:
+            t0: int | None = None
+            for f in self._bag.frames(self.topic, self.max_frames):
+                t0 = f.t_ns if t0 is None else t0
+                self.decoded = f.index
+                prepared = self.spec.prepare(f.image, stream="video", index=f.index)
+                yield f.index, prepared, f.image if self.want_image else None, (f.t_ns - t0) / 1e9
+            return
+        import av
+
+        from service.errors import SourceError
+
+        # Frame times as the service's sources compute them (the same floats: the same analytics).
+        tb = float(self._stream.time_base) if self._stream.time_base else None
+        try:
+            for frame in self._container.decode(self._stream):
+                self.decoded += 1
+                yield (
+                    self.decoded,
+                    prepare_frame(frame, self.spec, stream="video", index=self.decoded),
+                    to_bgr(frame) if self.want_image else None,
+                    None if frame.pts is None or not tb else frame.pts * tb,
+                )
+                if self.max_frames is not None and self.decoded >= self.max_frames:
+                    return
+        except av.error.FFmpegError as exc:
+            raise SourceError(self.video, f"decode failed after {self.decoded} frames: {exc}") from exc
+
+    def check_complete(self, note: str = "") -> None:
+        """``SourceError`` if the recording ended before the frames its container announced."""
+        from service.errors import SourceError
+
+        if self.max_frames is None and ended_early(self.decoded, self.expected):
+            raise SourceError(self.video, f"ended early: {self.decoded} of its {self.expected} frames decoded "
+                                          f"(truncated or damaged){note}")  # fmt: skip
+
+
 def track_video(
     video: str,
     detector: Detector,
@@ -102,32 +194,23 @@ def track_video(
     progress: bool = False,
     on_frame: Callable[[int], None] | None = None,
     analytics: AnalyticsSpec | None = None,
+    topic: str | None = None,
 ) -> Summary:
-    """Track every frame of ``video``; writes MOT rows to ``out_txt`` (and video/summary if asked).
+    """Track every frame of ``video`` (a video file, or a ROS bag's image ``topic``); writes MOT rows
+    to ``out_txt`` (and video/summary if asked).
 
     With ``analytics``: ``<out_txt stem>.analytics.csv`` (per frame and track: ground position,
     speed, distance, zones) and ``<out_txt stem>.events.jsonl`` (zone and line events, as the
     service publishes them), and the summary's ``tracks``, ``lines`` and ``zones``.
     """
-    import av
-
-    from service.errors import SourceError
-
     t_start = time.perf_counter()
-    container = open_video(video)
+    source = Frames(
+        video, detector.spec, want_image=out_video is not None, max_frames=max_frames, topic=topic
+    )
     summary = Summary(video=Path(video).name)
     try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        # Frame times as the service's sources compute them (the same floats: the same analytics).
-        tb = float(stream.time_base) if stream.time_base else None
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else 30.0
-        summary.fps, summary.width, summary.height = (
-            fps,
-            stream.codec_context.width,
-            stream.codec_context.height,
-        )
+        fps = source.fps
+        summary.fps, summary.width, summary.height = fps, source.width, source.height
         c = tracker_config or TrackerConfig()
         # The tracker runs at the rate frames are tracked: the video's, unless told otherwise.
         rate_used = frame_rate or fps
@@ -152,7 +235,7 @@ def track_video(
             csv_out = open(summary.outputs["analytics"], "w")  # noqa: SIM115 - closed below
             csv_out.write("frame,id,class,ground_x,ground_y,speed_mps,distance_m,zones\n")
             events_out = open(summary.outputs["events"], "w")  # noqa: SIM115 - closed below
-        bar = tqdm(total=stream.frames or None, unit="frame", disable=not (progress and sys.stderr.isatty()),
+        bar = tqdm(total=source.expected or None, unit="frame", disable=not (progress and sys.stderr.isatty()),
                    file=sys.stderr, leave=False)  # fmt: skip
         lengths: dict[int, list[int]] = {}
         pending: list[tuple[PreparedFrame, np.ndarray | None, float | None]] = []
@@ -182,26 +265,13 @@ def track_video(
                         )
                 pending.clear()
 
-            index = 0
-            try:
-                for frame in container.decode(stream):
-                    index += 1
-                    pending.append(
-                        (
-                            prepare_frame(frame, detector.spec, stream="video", index=index),
-                            to_bgr(frame) if writer else None,
-                            None if frame.pts is None or not tb else frame.pts * tb,
-                        )
-                    )
-                    if len(pending) >= detector.max_batch:
-                        flush()
-                    bar.update(1)
-                    if on_frame is not None:
-                        on_frame(index)
-                    if max_frames is not None and index >= max_frames:
-                        break
-            except av.error.FFmpegError as exc:
-                raise SourceError(video, f"decode failed after {index} frames: {exc}") from exc
+            for index, prepared, img, t in source:
+                pending.append((prepared, img, t))
+                if len(pending) >= detector.max_batch:
+                    flush()
+                bar.update(1)
+                if on_frame is not None:
+                    on_frame(index)
             if pending:
                 flush()
             if engine is not None:
@@ -213,10 +283,9 @@ def track_video(
         if writer is not None:
             writer.close()
             summary.outputs["video"] = str(out_video)
-        summary.frames = index
-        expected = stream.frames or 0
+        summary.frames = source.decoded
     finally:
-        container.close()
+        source.close()
     summary.track_ids = len(lengths)
     summary.seconds = round(time.perf_counter() - t_start, 3)
     summary.processing_fps = round(summary.frames / max(summary.seconds, 1e-9), 2)
@@ -226,9 +295,7 @@ def track_video(
     if summary_path:
         summary.outputs["summary"] = str(summary_path)
         Path(summary_path).write_text(summary.to_json())
-    if max_frames is None and ended_early(index, expected):
-        raise SourceError(video, f"ended early: {index} of its {expected} frames decoded (truncated or damaged); "
-                                 f"the results of those frames were written to {out_txt}")  # fmt: skip
+    source.check_complete(f"; the results of those frames were written to {out_txt}")
     return summary
 
 
@@ -281,9 +348,14 @@ class LoopStats:
 
 
 def detect_video(
-    video: str, detector: Detector, out_txt: str | Path, max_frames: int | None = None
+    video: str,
+    detector: Detector,
+    out_txt: str | Path,
+    max_frames: int | None = None,
+    topic: str | None = None,
 ) -> LoopStats:
-    """Detect every frame of ``video`` (batches of ``detector.max_batch``); write det.txt rows.
+    """Detect every frame of ``video`` (or a ROS bag's image ``topic``; batches of ``detector.max_batch``);
+    write det.txt rows.
 
     Raises ``SourceError`` (the video) or ``DetectorError`` (the model).
     """
@@ -303,13 +375,15 @@ def detect_video(
                     stats.rows += 1
             batch.clear()
 
-        for prepared in iter_prepared(video, detector.spec, max_frames):
-            batch.append(prepared)
-            stats.frames += 1
-            if len(batch) >= detector.max_batch:
+        with Frames(video, detector.spec, max_frames=max_frames, topic=topic) as source:
+            for _index, prepared, _img, _t in source:
+                batch.append(prepared)
+                stats.frames += 1
+                if len(batch) >= detector.max_batch:
+                    flush()
+            if batch:
                 flush()
-        if batch:
-            flush()
+            source.check_complete()
     stats.seconds = time.perf_counter() - t0
     return stats
 
