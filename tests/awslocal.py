@@ -9,10 +9,10 @@ of ``op`` fail with ThrottlingException, as a busy account's would.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import threading
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,7 +25,8 @@ SERVICES = {"RekognitionService": "rekognition", "SageMaker": "sagemaker"}
 
 class AwsLocal:
     def __init__(self, moto_url: str) -> None:
-        self.moto_url = moto_url.rstrip("/")
+        parts = urllib.parse.urlsplit(moto_url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
         self.throttle: dict[str, int] = {}
         self.requests: list[tuple[str, dict[str, Any]]] = []
@@ -39,20 +40,25 @@ class AwsLocal:
                 pass
 
             def _forward(self, body: bytes) -> None:
-                req = urllib.request.Request(outer.moto_url + self.path, data=body if body else None,
-                                             method=self.command, headers=dict(self.headers))  # fmt: skip
+                drop = ("transfer-encoding", "content-length", "host")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in drop}
+                headers["Content-Length"] = str(len(body))
+                headers["Host"] = f"{outer.host}:{outer.port}"
+                conn = http.client.HTTPConnection(outer.host, outer.port, timeout=30)
                 try:
-                    with urllib.request.urlopen(req, timeout=30) as res:
-                        status, headers, data = res.status, res.headers, res.read()
-                except urllib.error.HTTPError as err:
-                    status, headers, data = err.code, err.headers, err.read()
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    res = conn.getresponse()
+                    status, out_headers, data = res.status, res.getheaders(), res.read()
+                finally:
+                    conn.close()
                 self.send_response(status)
-                for k, v in headers.items():
+                for k, v in out_headers:
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
             def _answer(self, status: int, doc: dict[str, Any]) -> None:
                 data = json.dumps(doc).encode()
@@ -62,8 +68,21 @@ class AwsLocal:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _body(self) -> bytes:
+                if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                parts = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline().strip():  # trailers
+                            pass
+                        return b"".join(parts)
+                    parts.append(self.rfile.read(size))
+                    self.rfile.readline()
+
             def _handle(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self._body()
                 target = self.headers.get("X-Amz-Target", "")
                 prefix, _, op = target.partition(".")
                 if prefix not in SERVICES or op not in outer.handlers:

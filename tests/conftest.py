@@ -89,7 +89,8 @@ def aws_client(service: str, url: str) -> Any:
 # wins; otherwise its module's level below applies. A new test module must be given a level here.
 LEVELS = {
     "unit": ("test_assign", "test_kalman_iou", "test_properties", "test_sampler", "test_tracker", "test_wire",
-             "test_rules", "test_architecture", "test_webrtc_ice", "test_config_hostile", "test_geometry", "test_analytics", "test_sharding", "test_oip_wire"),
+             "test_rules", "test_architecture", "test_webrtc_ice", "test_config_hostile", "test_geometry", "test_analytics", "test_sharding", "test_oip_wire",
+             "test_query"),
     "integration": ("test_app", "test_deploy", "test_detect", "test_differential", "test_eval", "test_handoff",
                     "test_images", "test_motion", "test_parity", "test_publisher", "test_sagemaker",
                     "test_serve_model", "test_service", "test_training", "test_k8s", "test_oip", "test_bags",

@@ -129,7 +129,7 @@ def _jpeg(bgr: np.ndarray) -> bytes:
 def merge_boxes(boxes: list[Box], iou: float = 0.3) -> list[Box]:
     """Overlapping detections of one object (several cascades, scales) as one box: their union."""
     out: list[list[Any]] = []
-    for x, y, w, h, kind in sorted(boxes, key=lambda b: -b[2] * b[3]):
+    for x, y, w, h, kind in sorted(boxes, key=lambda b: (-b[2] * b[3], b[0], b[1], b[4])):
         for o in out:
             ix = max(0, min(x + w, o[0] + o[2]) - max(x, o[0]))
             iy = max(0, min(y + h, o[1] + o[3]) - max(y, o[1]))
