@@ -28,6 +28,7 @@ from detector_client.base import Detector
 from detector_client.errors import DetectorError
 from service.config import Settings, StreamConfig
 from service.errors import ConfigError, NotOwned, StreamExists, UnknownStream
+from service.follow import FollowSession, box_from_request
 from service.media.bag import is_bag
 from service.metrics import Metrics
 from service.mqtt import Publisher
@@ -52,6 +53,7 @@ class Service:
         self.publisher = Publisher(settings.mqtt, settings.instance, self.metrics)
         self.streams: dict[str, StreamState] = {}
         self.sources: dict[str, ThreadSource] = {}
+        self.follows: dict[str, FollowSession] = {}  # at most one followed object per stream
         self.detector: Detector | None = detector
         self.whip = WhipIngest(self, settings.webrtc.ice_servers)
         self.batcher: Batcher | None = None
@@ -191,6 +193,7 @@ class Service:
         if state is None:
             raise UnknownStream(f"no stream {stream_id!r}")
         state.accepting = False
+        self.unfollow(stream_id)
         src = self.sources.pop(stream_id, None)
         # From here on nothing the source still says (a hanging open that times out later, a retry)
         # reaches MQTT or the metrics: the status is cleared and the series removed below, for good.
@@ -213,6 +216,8 @@ class Service:
         """Stop intake, finish in-flight frames, publish offline statuses, flush MQTT."""
         if self.stopped.is_set():
             return
+        for sid in list(self.follows):
+            self.unfollow(sid)
         log.info("stopping (%s)", reason)
         for src in self.sources.values():
             src.stop()
@@ -246,6 +251,28 @@ class Service:
         self.stopped.set()
 
     # ------------------------------------------------------------------ views
+    def follow(self, stream_id: str, raw: Any, sot: str = "kcf") -> FollowSession:
+        """Start following the object a request names (``service.follow.box_from_request``) on a stream."""
+        state = self.streams.get(stream_id)
+        if state is None:
+            raise UnknownStream(f"no stream {stream_id!r}")
+        try:
+            box, track_id = box_from_request(state, raw)
+            session = FollowSession(state, box, asyncio.get_running_loop(), sot, track_id)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.unfollow(stream_id)
+        self.follows[stream_id] = session
+        session.start()
+        log.info("stream %s: following %s (session %d)", stream_id, [round(v) for v in box], session.id)
+        return session
+
+    def unfollow(self, stream_id: str) -> bool:
+        session = self.follows.pop(stream_id, None)
+        if session is not None:
+            session.stop()
+        return session is not None
+
     def stream_view(self, s: StreamState) -> dict[str, Any]:
         return {
             "id": s.id,

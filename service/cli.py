@@ -422,6 +422,35 @@ def cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        x, y, w, h = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected x,y,w,h (pixels), got {text!r}") from None
+    return x, y, w, h
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    """Follow one object from a box drawn on one frame: a single-object tracker, re-acquired through
+    the multi-object tracker when the detector sees the object (--model), one JSON line per frame."""
+    from detector_client import DetectorError
+    from service.errors import SourceError
+    from service.media.offline import follow_video
+
+    _outputs(args.out, args.out_video)
+    det = _detector_from_args(args) if args.model or args.detector != "onnx" else None
+    try:
+        s = follow_video(args.video, args.box, args.out, det, _tracker_config(args) if det else None,
+                         args.frame, args.max_frames, args.sot, args.topic, args.out_video)  # fmt: skip
+    except (SourceError, DetectorError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        if det is not None:
+            det.close()
+    print(json.dumps(s.__dict__, indent=2))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the streaming service from a config file (and TRACKCAST_* environment variables)."""
     from service.config import load_settings
@@ -677,6 +706,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detector_args(p)
     _add_tracker_args(p)
     p.set_defaults(func=cmd_track, frame_rate=None)
+
+    p = sub.add_parser("follow", help="follow one object from a box (single-object tracking)",
+                       description=cmd_follow.__doc__)  # fmt: skip
+    p.add_argument("video", help="video file, ROS 1 .bag or ROS 2 bag folder")
+    p.add_argument(
+        "--box", type=_box, required=True, metavar="X,Y,W,H", help="the object on --frame, in pixels"
+    )
+    p.add_argument("--frame", type=int, default=1, help="the frame the box is drawn on (1-based)")
+    p.add_argument(
+        "--out", required=True, help="JSON lines: frame, box [x1,y1,x2,y2], state, source, track_id"
+    )
+    p.add_argument(
+        "--out-video", default=None, help="annotated video: green on a track, red on the SOT alone"
+    )
+    p.add_argument("--sot", default="kcf", choices=["kcf", "mil"],
+                   help="kcf: trackcast's correlation filter; mil: OpenCV's TrackerMIL")  # fmt: skip
+    p.add_argument("--topic", default=None, help=topic_help)
+    p.add_argument("--max-frames", type=int, default=None)
+    _add_detector_args(p)
+    _add_tracker_args(p)
+    p.set_defaults(func=cmd_follow, frame_rate=None)
 
     p = sub.add_parser(
         "detect", help="detect objects in a video, write MOTChallenge det.txt", description=cmd_detect.__doc__

@@ -142,6 +142,44 @@ async def put_analytics(request: web.Request) -> web.Response:
     return web.json_response(s.analytics_view())
 
 
+async def post_follow(request: web.Request) -> web.Response:
+    """Follow one object: ``{"box": [x, y, w, h]}`` or ``{"point": [x, y]}`` (the track under a click)."""
+    svc: Service = request.app[SERVICE_KEY]
+    try:
+        raw = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return _error(400, 'body must be JSON: {"box": [x, y, w, h]} or {"point": [x, y]}')
+    sot = raw.pop("tracker", "kcf") if isinstance(raw, dict) else "kcf"
+    if sot not in ("kcf", "mil"):
+        return _error(400, f"tracker {sot!r}: kcf or mil")
+    try:
+        session = svc.follow(request.match_info["id"], raw, sot)
+    except UnknownStream as exc:
+        return _error(404, str(exc))
+    except ConfigError as exc:
+        return _error(400, str(exc))
+    return web.json_response(session.view(), status=201)
+
+
+async def get_follow(request: web.Request) -> web.Response:
+    svc: Service = request.app[SERVICE_KEY]
+    sid = request.match_info["id"]
+    if sid not in svc.streams:
+        return _error(404, f"no stream {sid!r}")
+    session = svc.follows.get(sid)
+    if session is None:
+        return _error(404, f"stream {sid!r} follows nothing (POST a box first)")
+    return web.json_response(session.view())
+
+
+async def delete_follow(request: web.Request) -> web.Response:
+    svc: Service = request.app[SERVICE_KEY]
+    sid = request.match_info["id"]
+    if sid not in svc.streams:
+        return _error(404, f"no stream {sid!r}")
+    return web.Response(status=204) if svc.unfollow(sid) else _error(404, f"stream {sid!r} follows nothing")
+
+
 def _whip_error(exc: WhipError) -> web.Response:
     return _error(exc.status, str(exc))
 
@@ -224,6 +262,9 @@ def make_app(svc: Service) -> web.Application:
     app.router.add_delete("/streams/{id}", delete_stream)
     app.router.add_get("/streams/{id}/analytics", get_analytics)
     app.router.add_put("/streams/{id}/analytics", put_analytics)
+    app.router.add_post("/streams/{id}/follow", post_follow)
+    app.router.add_get("/streams/{id}/follow", get_follow)
+    app.router.add_delete("/streams/{id}/follow", delete_follow)
     app.router.add_post("/whip/{id}", whip_post)
     app.router.add_route("OPTIONS", "/whip/{id}", whip_options)
     app.router.add_delete("/whip/{id}", whip_delete)  # the current session (before sessions had a resource)

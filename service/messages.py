@@ -10,6 +10,7 @@ Topics under ``<prefix>/``::
     <stream>/tracks            TracksMessage, one per processed frame, in frame order (QoS 0 by default)
     <stream>/events            TrackStarted | TrackEnded | ZoneEntered | ZoneExited | Loitering | LineCrossed (QoS 1)
     <stream>/analytics         AnalyticsState, retained (streams with analytics)
+    <stream>/follow            FollowMessage, one per processed frame while an object is followed
     <stream>/status            StreamStatus, retained
     service/<instance>/status  ServiceStatus, retained; also the MQTT last will
 
@@ -232,6 +233,21 @@ class ServiceStatus(TypedDict):
     streams: NotRequired[list[str]]
 
 
+class FollowMessage(TypedDict):
+    """``<stream>/follow``: the followed object's box in one frame (``POST /streams/{id}/follow``)."""
+
+    v: int
+    stream: str
+    follow: int  # the follow session (a new POST starts a new one)
+    frame: int
+    capture_ts: float
+    box: list[float] | None  # x1, y1, x2, y2 in source pixels; None while it is searched for
+    state: Literal["tracking", "searching", "lost"]
+    source: Literal["track", "sot"] | None  # the multi-object tracker's track, or the single-object tracker
+    track_id: int | None  # the track it is bound to
+    latency_ms: float  # single-object tracker and follow rule time
+
+
 MESSAGES: dict[str, Any] = {
     "tracks": TracksMessage,
     "track_started": TrackStarted,
@@ -241,6 +257,7 @@ MESSAGES: dict[str, Any] = {
     "loitering": Loitering,
     "line_crossed": LineCrossed,
     "analytics": AnalyticsState,
+    "follow": FollowMessage,
     "stream_status": StreamStatus,
     "service_status": ServiceStatus,
 }

@@ -125,6 +125,10 @@ class Publisher:
             Message(self.topic(stream, "tracks"), payload, self.cfg.qos_tracks, False, "tracks", on_sent)
         )
 
+    def publish_follow(self, stream: str, payload: bytes) -> None:
+        """A followed object's box in one frame: per-frame data, queued and dropped like tracks."""
+        self._push(Message(self.topic(stream, "follow"), payload, self.cfg.qos_tracks, False, "tracks"))
+
     def publish_event(self, stream: str, payload: bytes) -> None:
         self._push(Message(self.topic(stream, "events"), payload, self.cfg.qos_events, False, "events"))
 

@@ -90,11 +90,11 @@ def aws_client(service: str, url: str) -> Any:
 LEVELS = {
     "unit": ("test_assign", "test_kalman_iou", "test_properties", "test_sampler", "test_tracker", "test_wire",
              "test_rules", "test_architecture", "test_webrtc_ice", "test_config_hostile", "test_geometry", "test_analytics", "test_sharding", "test_oip_wire",
-             "test_query"),
+             "test_query", "test_follow_rule"),
     "integration": ("test_app", "test_deploy", "test_detect", "test_differential", "test_eval", "test_handoff",
                     "test_images", "test_motion", "test_parity", "test_publisher", "test_sagemaker",
                     "test_serve_model", "test_service", "test_training", "test_k8s", "test_oip", "test_bags",
-                    "test_recordings"),
+                    "test_recordings", "test_follow"),
     "system": ("test_bench", "test_cli", "test_demo", "test_docs", "test_loadtest", "test_service_api", "test_hostile",
                "test_lifecycle", "test_analytics_service", "test_cluster"),
 }  # fmt: skip

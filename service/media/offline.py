@@ -407,3 +407,136 @@ def track_detections(
     stats.seconds = time.perf_counter() - t0
     stats.invalid = tracker.invalid_total
     return stats
+
+
+@dataclass
+class FollowSummary:
+    video: str
+    frames: int = 0
+    by_source: dict[str, int] = field(
+        default_factory=dict
+    )  # frames whose box came from "track" / "sot" / none
+    lost_at: int | None = None  # the first frame it was declared lost
+    seconds: float = 0.0
+    sot_ms: float = 0.0  # mean single-object tracker time a frame
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def follow_video(
+    video: str,
+    box: tuple[float, float, float, float],
+    out_jsonl: str | Path,
+    detector: Detector | None = None,
+    tracker_config: TrackerConfig | None = None,
+    start_frame: int = 1,
+    max_frames: int | None = None,
+    sot: str = "kcf",
+    topic: str | None = None,
+    out_video: str | Path | None = None,
+) -> FollowSummary:
+    """Follow the object in ``box`` (x, y, w, h at ``start_frame``) through ``video``: one JSON line per
+    frame from ``start_frame`` on (``{"frame", "box": [x1, y1, x2, y2] or null, "state", "source",
+    "track_id"}``). With a ``detector`` the multi-object tracker runs too and re-acquires the object
+    (``service.rules.follow``) with the ids ``trackcast track`` gives (it tracks from frame 1); without
+    one, the single-object tracker alone follows it."""
+    from detector_client.base import InputSpec
+    from service.errors import SourceError
+    from service.media import sot as sots
+    from service.rules.follow import Follower
+
+    t_start = time.perf_counter()
+    x, y, w, h = box
+    if w <= 0 or h <= 0:
+        raise SourceError(video, f"--box {x:g},{y:g},{w:g},{h:g}: width and height must be positive")
+    spec = detector.spec if detector is not None else InputSpec(height=32, width=32)
+    source = Frames(video, spec, want_image=True, max_frames=max_frames, topic=topic)
+    summary = FollowSummary(video=Path(video).name)
+    single = sots.create(sot)
+    follower = Follower((x, y, x + w, y + h))
+    tracker = None
+    if detector is not None:
+        c = tracker_config or TrackerConfig()
+        tracker = ByteTracker(
+            TrackerConfig(c.track_thresh, c.track_buffer, c.match_thresh, c.mot20, source.fps, c.per_class)
+        )
+    writer = VideoWriter(out_video, source.width, source.height, source.fps) if out_video else None
+    sot_s = 0.0
+    pending: list[tuple[PreparedFrame, np.ndarray]] = []
+    Path(out_jsonl).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if not (0 <= x < source.width and 0 <= y < source.height):
+            raise SourceError(
+                video, f"--box starts at {x:g},{y:g}, outside the {source.width}x{source.height} frame"
+            )
+        with open(out_jsonl, "w") as out:
+
+            def flush() -> None:
+                nonlocal sot_s
+                dets = (
+                    detector.detect_sync([p for p, _ in pending])
+                    if detector is not None
+                    else [None] * len(pending)
+                )
+                for (prep, img), d in zip(pending, dets, strict=True):
+                    ids: list[int] = []
+                    boxes: list[tuple[float, float, float, float]] = []
+                    if tracker is not None and d is not None:
+                        tracks = tracker.update(d.rows, frame_index=prep.index)
+                        ids = tracks.ids.tolist()
+                        boxes = [(b[0], b[1], b[2], b[3]) for b in tracks.xyxy.tolist()]
+                    if prep.index < start_frame:  # tracked from frame 1: the ids of `trackcast track`
+                        continue
+                    t0 = time.perf_counter()
+                    sot_box: tuple[float, float, float, float] | None = follower.box
+                    if prep.index == start_frame:
+                        single.init(img, follower.box)
+                    else:
+                        r = single.update(img)
+                        sot_box = None if r is None else r[0]
+                    step = follower.step(sot_box, ids, boxes)
+                    if step.reseed is not None:
+                        single.init(img, step.reseed)
+                    sot_s += time.perf_counter() - t0
+                    if step.state == "lost" and summary.lost_at is None:
+                        summary.lost_at = prep.index
+                    key = step.source or "none"
+                    summary.by_source[key] = summary.by_source.get(key, 0) + 1
+                    summary.frames += 1
+                    out.write(json.dumps({"frame": prep.index, "box": None if step.box is None else [round(v, 2) for v in step.box],
+                                          "state": step.state, "source": step.source, "track_id": step.track_id}) + "\n")  # fmt: skip
+                    if writer is not None:
+                        import cv2
+
+                        shown = img.copy()
+                        if step.box is not None:
+                            b = [round(v) for v in step.box]
+                            cv2.rectangle(
+                                shown,
+                                (b[0], b[1]),
+                                (b[2], b[3]),
+                                (0, 0, 255) if step.source == "sot" else (0, 200, 0),
+                                3,
+                            )
+                        writer.write(shown)
+                pending.clear()
+
+            for index, prepared, img, _t in source:
+                if index < start_frame and detector is None:
+                    continue
+                assert img is not None
+                pending.append((prepared, img))
+                if len(pending) >= (detector.max_batch if detector is not None else 1):
+                    flush()
+            if pending:
+                flush()
+        if summary.frames == 0:
+            raise SourceError(video, f"has {source.decoded} frames: no frame {start_frame} to start from")
+    finally:
+        source.close()
+        if writer is not None:
+            writer.close()
+            summary.outputs["video"] = str(out_video)
+    summary.outputs["follow"] = str(out_jsonl)
+    summary.seconds = round(time.perf_counter() - t_start, 3)
+    summary.sot_ms = round(sot_s * 1000 / max(1, summary.frames), 2)
+    return summary
