@@ -262,4 +262,6 @@ def test_serve_replays_a_bag_frame_for_frame_and_a_broken_bag_ends_only_its_stre
     from tests.test_service import assert_same_tracks
 
     assert_same_tracks(sub.of("/tracks", "drive"), offline, N)
+    # frame times are the bag's record timestamps (25 fps), from the first frame
+    assert [m["pts"] for m in sub.of("/tracks", "drive")][:4] == [0.0, 0.04, 0.08, 0.12]
     assert sub.of("/tracks", "drive")[0]["size"] == [1280, 720]
