@@ -85,7 +85,7 @@ def test_a_bag_of_the_clip_tracks_exactly_as_the_clip(plaza: list[np.ndarray], t
     the very rows `trackcast track` gives on the clip (whole-frame BGR letterbox: --letterbox exact)."""
     from detector_client import create_detector
     from detector_client.config import OnnxDetectorConfig
-    from service.media.offline import track_video
+    from service.media.offline import detect_video, track_video
 
     clip_out = tmp_path / "clip.txt"
     res = run_trackcast("track", str(PED), "--model", str(MODEL), "--max-frames", str(N), "--letterbox", "exact",
@@ -105,13 +105,12 @@ def test_a_bag_of_the_clip_tracks_exactly_as_the_clip(plaza: list[np.ndarray], t
             summary = track_video(str(bag), det, None, tmp_path / f"{enc}.txt")
             assert (tmp_path / f"{enc}.txt").read_text() == want, f"ROS 2 {enc} bag"
             assert (summary.frames, summary.width, summary.height, summary.fps) == (N, 1280, 720, 25.0)
+        # detect takes a bag too: one row per detection of the same frames
+        stats = detect_video(str(b1), det, tmp_path / "det.txt", topic="/camera/image")
     finally:
         det.close()
-    # detect takes a bag too: one row per detection of the same frames
-    res = run_trackcast("detect", str(b1), "--model", str(MODEL), "--out", str(tmp_path / "det.txt"))
-    assert res.returncode == 0, res.stderr
     frames = {int(line.split(",")[0]) for line in (tmp_path / "det.txt").read_text().splitlines()}
-    assert frames == set(range(1, N + 1))
+    assert stats.frames == N and frames == set(range(1, N + 1))
 
 
 def test_bag_list_and_a_resumable_extract_local_and_s3(moto_url: str, aws_env: None, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from tracker.mot import read_mot
 MODEL = SHARED_DATA / "models" / "yolox_nano_416x416.onnx"
 FUTSAL = SHARED_DATA / "video" / "futsal_broadcast_720x1280p30.mp4"
 PED = SHARED_DATA / "video" / "pedestrians_720p25.mp4"
-FRAMES = 130  # of each clip
+FRAMES = 90  # of each clip
 
 pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason=f"../shared is absent (looked for {MODEL})")
 

@@ -326,6 +326,53 @@ def test_anonymisation_blurs_the_faces_it_finds_and_nothing_else(tmp_path: Path)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
 
 
+def test_anonymise_with_rekognition_and_a_video(aws: AwsLocal, tmp_path: Path) -> None:
+    """DetectFaces/DetectText boxes (ratios of the frame) become blurred regions; a video is blurred frame by frame."""
+    from skimage.data import lfw_subset
+
+    from deploy.sagemaker.manage import Clients
+    from service.media.offline import VideoWriter
+    from service.media.video import iter_frames
+    from training.anonymize import CascadeDetector, RekognitionDetector, anonymize_video, blur, grow
+
+    img, truth = face_scene(lfw_subset()[:6], 96, 1)
+    h, w = img.shape[:2]
+
+    def ratio(b: tuple[int, int, int, int]) -> dict[str, float]:
+        return {"Left": b[0] / w, "Top": b[1] / h, "Width": b[2] / w, "Height": b[3] / h}
+
+    aws.handlers["DetectFaces"] = lambda p: {
+        "FaceDetails": [{"BoundingBox": ratio(b), "Confidence": 99.0} for b in truth[:4]]
+    }
+    aws.handlers["DetectText"] = lambda p: {"TextDetections": [
+        {"DetectedText": "AB 123", "Type": "LINE", "Confidence": 95.0, "Geometry": {"BoundingBox": ratio(truth[4])}},
+        {"DetectedText": "AB", "Type": "WORD", "Confidence": 95.0, "Geometry": {"BoundingBox": ratio(truth[4])}}]}  # fmt: skip
+    det = RekognitionDetector(Clients(AWS_REGION, aws.url))
+    boxes = det.detect(img, b"", "")
+    assert sorted((b[0], b[1], b[2], b[3], b[4]) for b in boxes) == sorted(
+        [(*t, "face") for t in truth[:4]] + [(*truth[4], "text")]
+    )
+    assert aws.invalid == [] and len(aws.calls("DetectFaces")) == len(aws.calls("DetectText")) == 1
+    out = blur(img, boxes)
+    x1, y1, x2, y2 = grow((*truth[5], "face"), 0.15, w, h)
+    assert np.array_equal(out[y1:y2, x1:x2], img[y1:y2, x1:x2]), "the face Rekognition did not report stays"
+    # a video: every frame blurred where the faces are, re-encoded
+    video = tmp_path / "faces.mp4"
+    writer = VideoWriter(video, w, h, 10)
+    for _ in range(3):
+        writer.write(img)
+    writer.close()
+    res = anonymize_video(str(video), str(tmp_path / "anon.mp4"), CascadeDetector())
+    assert res["frames"] == 3 and res["regions"]["face"] >= 3 * 5
+    frames = [f.image.astype(int) for f in iter_frames(str(tmp_path / "anon.mp4"))]
+    src = img.astype(int)
+    found = CascadeDetector().detect(img)
+    diffs = [np.abs(f[y : y + bh, x : x + bw] - src[y : y + bh, x : x + bw]).mean() for x, y, bw, bh, _k in found
+             for f in frames]  # fmt: skip
+    background = float(np.abs(frames[0][600:, :] - src[600:, :]).mean())  # re-encoding alone
+    assert len(found) >= 5 and min(diffs) > 2 * background, (diffs, background)
+
+
 def test_label_create_sends_requests_botocore_accepts(aws: AwsLocal, moto_url: str) -> None:
     from botocore.session import get_session
 
