@@ -17,6 +17,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 RUN if ! command -v python3.11 >/dev/null; then \
       apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-venv python3-pip \
       && ln -sf /usr/bin/python3.11 /usr/local/bin/python && rm -rf /var/lib/apt/lists/*; fi
+# opencv-python (trackeval requires it; trackcast uses its cascades and trackers) links libGL and GLib
+RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/trackcast
 COPY pyproject.toml README.md ./
 COPY tracker tracker

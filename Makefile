@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	  { rm -rf $(VENV); bash scripts/sysdeps.sh venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,cpu]'
+	$(BIN)/python -c 'import cv2' 2>/dev/null || bash scripts/sysdeps.sh opencv
 	touch $(STAMP)
 
 venv: $(STAMP)

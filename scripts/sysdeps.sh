@@ -8,6 +8,11 @@ set -euo pipefail
 # `sysdeps.sh venv`: only what `python3 -m venv` needs on Debian (ensurepip lives in python3-venv).
 if [ "${1:-}" = "venv" ]; then
   pkgs=(python3-venv)
+# `sysdeps.sh opencv`: the libraries opencv-python's cv2 links (libGL, GLib); Debian 13 names GLib's t64
+elif [ "${1:-}" = "opencv" ]; then
+  glib=libglib2.0-0
+  if apt-cache show libglib2.0-0t64 >/dev/null 2>&1; then glib=libglib2.0-0t64; fi
+  pkgs=(libgl1 "$glib")
 else
   pkgs=(mosquitto mosquitto-clients ffmpeg python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
         gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-rtsp
