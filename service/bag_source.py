@@ -10,42 +10,21 @@ stream with a status that says what and where; the other streams go on.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from detector_client.base import InputSpec
-from service.config import StreamConfig
 from service.errors import SourceError
 from service.media.bag import Bag
 from service.rules.sampling import Sampler
-from service.sources import Demand, FrameItem, ThreadSource, skipped
+from service.sources import FrameItem, ReplayableSource, skipped
 
 log = logging.getLogger(__name__)
 
 
-class BagSource(ThreadSource):
-    def __init__(
-        self,
-        cfg: StreamConfig,
-        spec: InputSpec,
-        loop: asyncio.AbstractEventLoop,
-        offer: Callable[[FrameItem], None],
-        put: Callable[[FrameItem], None],
-        permits: threading.BoundedSemaphore,
-        on_status: Callable[[str, str | None], None],
-        on_info: Callable[[dict[str, Any]], None],
-        keep_image: Callable[[], bool] = lambda: False,
-        demand: Demand | None = None,
-    ) -> None:
-        self.replay = cfg.effective_mode == "replay"
-        super().__init__(cfg, spec, loop, put if self.replay else offer, on_status, on_info, keep_image)
-        if self.replay:
-            self._demand = demand
-        self._permits = permits
+class BagSource(ReplayableSource):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.index = 0
         self.sample = 0
 
@@ -104,9 +83,7 @@ class BagSource(ThreadSource):
                 prepared = self.spec.prepare(f.image, stream=self.cfg.id, index=self.index)
                 item = FrameItem(self.cfg.id, self.index, self.sample, pts, capture_ts, prepared,
                                  f.image if self._keep_image() else None, time.perf_counter() - t_read)  # fmt: skip
-                if self.replay:
-                    while not self._permits.acquire(timeout=0.2):
-                        if self._stop.is_set():
-                            return got
+                if self.replay and not self._room():
+                    return got
                 self._deliver(item)
         return got

@@ -169,7 +169,38 @@ class ThreadSource:
         self._call(self.finished.set)
 
 
-class VideoSource(ThreadSource):
+class ReplayableSource(ThreadSource):
+    """A source that is live (``offer``: freshest frame wins) or replays (``put``: every frame, waiting
+    for room in the stream's queue, waking the loop on ``demand``), as its stream's mode says."""
+
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        spec: InputSpec,
+        loop: asyncio.AbstractEventLoop,
+        offer: Callable[[FrameItem], None],
+        put: Callable[[FrameItem], None],
+        permits: threading.BoundedSemaphore,
+        on_status: Callable[[str, str | None], None],
+        on_info: Callable[[dict[str, Any]], None],
+        keep_image: Callable[[], bool] = lambda: False,
+        demand: Demand | None = None,
+    ) -> None:
+        self.replay = cfg.effective_mode == "replay"
+        super().__init__(cfg, spec, loop, put if self.replay else offer, on_status, on_info, keep_image)
+        if self.replay:
+            self._demand = demand
+        self._permits = permits
+
+    def _room(self) -> bool:
+        """Replay: wait for room in the stream's queue (no loop round trip per frame); False once stopped."""
+        while not self._permits.acquire(timeout=0.2):
+            if self._stop.is_set():
+                return False
+        return True
+
+
+class VideoSource(ReplayableSource):
     """One PyAV decode thread feeding one stream."""
 
     def __init__(
@@ -186,11 +217,7 @@ class VideoSource(ThreadSource):
         keep_image: Callable[[], bool] = lambda: False,
         demand: Demand | None = None,
     ) -> None:
-        self.replay = cfg.effective_mode == "replay"
-        super().__init__(cfg, spec, loop, put if self.replay else offer, on_status, on_info, keep_image)
-        if self.replay:
-            self._demand = demand
-        self._permits = permits
+        super().__init__(cfg, spec, loop, offer, put, permits, on_status, on_info, keep_image, demand)
         self._on_reconnect = on_reconnect
         self.index = 0
         self.sample = 0
@@ -337,11 +364,8 @@ class VideoSource(ThreadSource):
                         self.cfg.id, self.index, self.sample, pts, capture_ts, prepared,
                         to_bgr(frame) if self._keep_image() else None, time.perf_counter() - t0,
                     )  # fmt: skip
-                    if self.replay:
-                        # Wait for room in the stream's queue (no loop round trip per frame).
-                        while not self._permits.acquire(timeout=0.2):
-                            if self._stop.is_set():
-                                return got
+                    if self.replay and not self._room():
+                        return got
                     self._deliver(item)
             return got
         except av.error.FFmpegError as exc:
