@@ -161,7 +161,15 @@ def _through_batcher(
 
         batcher._detect = record  # type: ignore[method-assign]
         src = ListSource(
-            n, cfg, SPEC, loop, state.put, state.set_status, state.set_info, permits=state.permits
+            n,
+            cfg,
+            SPEC,
+            loop,
+            state.put,
+            state.set_status,
+            state.set_info,
+            permits=state.permits,
+            gap_s=gap_s,
         )
         src._demand = batcher.demand
         state.pull = src.pull
