@@ -32,8 +32,12 @@ $(TRITON_VENV)/.installed:
 	$(TRITON_VENV)/bin/python -m pip install -q 'nvidia-pytriton==0.7.0' 'onnxruntime>=1.17,<2' 'numpy<2'
 	touch $@
 
+# The suite in two parts: what can share the machine on one pytest worker per core (pytest-xdist),
+# then, alone, the tests marked serial (they time the service in real time or measure throughput).
+# Both parts always run; make fails if either did.
 test: $(STAMP) sysdeps $(TRITON_VENV)/.installed
-	$(BIN)/python -m pytest -q
+	@rc=0; $(BIN)/python -m pytest -q -n auto --maxprocesses 4 -m 'not serial' || rc=$$?; \
+	$(BIN)/python -m pytest -q -m serial || rc=$$?; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -54,10 +54,11 @@ def test_detector_bench_prints_table(tmp_path: Path, shared_data: Path) -> None:
 
 
 @pytest.mark.shared
+@pytest.mark.serial
 def test_service_bench_prints_ratio_and_latency(tmp_path: Path, shared_data: Path) -> None:
     out = tmp_path / "svc.json"
     res = subprocess.run(
-        [sys.executable, "-m", "loadtest.bench_service", "--streams", "2", "--seconds", "2", "--rounds", "2",
+        [sys.executable, "-m", "loadtest.bench_service", "--streams", "2", "--seconds", "1", "--rounds", "2",
          "--json", str(out)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip

@@ -25,6 +25,7 @@ STREAMS = [f"cam{i}" for i in range(6)]
 # with these ids, growing to 4 shards moves some streams to the new one (checked below)
 
 
+@pytest.mark.serial
 def test_three_shards_share_six_streams_and_one_detector_server(tmp_path: Path) -> None:
     from tests.conftest import SHARED_DATA
 

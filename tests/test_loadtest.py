@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import SHARED_DATA, run_trackcast
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(
     not (SHARED_DATA / "video").is_dir(), reason=f"../shared is absent (looked for {SHARED_DATA})"
 )
@@ -39,6 +40,7 @@ def test_ci_sized_load_run_gives_sane_numbers(tmp_path: Path) -> None:
     assert "all streams: p50" in res.stdout
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(
     not (SHARED_DATA / "video").is_dir(), reason=f"../shared is absent (looked for {SHARED_DATA})"
 )

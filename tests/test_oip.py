@@ -211,6 +211,7 @@ def test_credentials_never_appear_in_errors_or_logs(triton: TritonServer, frames
     assert "127.0.0.1" in str(ei.value)
 
 
+@pytest.mark.serial
 def test_the_service_rides_out_a_triton_restart(tmp_path: Path, repo: Path) -> None:
     """Two streams on one Triton; Triton dies: frames fail as detector errors, the streams and the
     process stay; Triton comes back on the same port: tracks flow again on both streams."""

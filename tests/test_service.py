@@ -17,7 +17,10 @@ MODEL = SHARED_DATA / "models" / "yolox_nano_416x416.onnx"
 PED = SHARED_DATA / "video" / "pedestrians_720p25.mp4"
 FUTSAL = SHARED_DATA / "video" / "futsal_broadcast_720x1280p30.mp4"
 
-pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason=f"../shared is absent (looked for {MODEL})")
+pytestmark = [
+    pytest.mark.skipif(not MODEL.is_file(), reason=f"../shared is absent (looked for {MODEL})"),
+    pytest.mark.serial,
+]
 
 
 def onnx_detector() -> dict:  # type: ignore[type-arg]
