@@ -31,7 +31,7 @@ from service.messages import SCHEMA_VERSION, Event, StreamStatus, TracksMessage,
 from service.metrics import Metrics
 from service.mqtt import Publisher
 from service.rules.analytics import Analytics, AnalyticsSpec, Resolved, TrackValues
-from service.rules.batching import Arrivals, BatchPolicy
+from service.rules.batching import BatchPolicy
 from service.rules.lifecycle import TrackLifecycle
 from service.rules.sequencer import LATE, FrameSequencer, Gap, Late, Ready
 from service.sources import Demand, FrameItem
@@ -73,10 +73,6 @@ class StreamState:
         # Replay backpressure without a loop round trip per frame: the source thread takes a
         # permit before handing a frame over; the pipeline gives it back when it takes the frame.
         self.permits = threading.BoundedSemaphore(REPLAY_QUEUE)
-        # When the batcher can expect this stream's next frame: a camera or a paced replay keeps its
-        # own pace (learnt by capture time); a replay as fast as it decodes may have one any moment.
-        self.arrivals = Arrivals()
-        self.paced = self.live or cfg.realtime
         # Detector results back into frame order (perf_counter time).
         self.sequencer: FrameSequencer[tuple[FrameItem, Detections]] = FrameSequencer(result_timeout_s)
         self.tracker: ByteTracker | None = None
@@ -172,7 +168,6 @@ class StreamState:
         if self.slot is not None:
             self._m.superseded.inc()
         item.t_ready = time.perf_counter()
-        self.arrivals.arrived(item.capture_ts)
         self.slot = item
         self._wake.set()
 
@@ -188,13 +183,8 @@ class StreamState:
             return
         self._m.decode.observe(item.decode_s)
         item.t_ready = time.perf_counter()
-        self.arrivals.arrived(item.capture_ts)
         self.queue.append(item)
         self._wake.set()
-
-    def next_due(self, wall: float) -> float | None:
-        """When its next frame is expected (``time.time``); None: not known or not coming soon."""
-        return self.arrivals.due(wall) if self.paced else wall
 
     def has_ready(self) -> bool:
         return self.slot is not None or bool(self.queue)
@@ -595,15 +585,13 @@ class Batcher:
                 for s in list(self.streams.values()):
                     s.expire(time.perf_counter())
             batch += self._collect(self.max_batch)
-        # Filling up to the deadline, or sooner when no stream's next frame is due before it
-        # (``BatchPolicy.send_at``): replay sources wake the batcher only with the frame that
-        # completes the batch; live frames wake it as they come.
+        # Filling up to the deadline: replay sources wake the batcher only with the frame
+        # that completes the batch; live frames wake it as they come.
         self.demand.waiting = False
         policy = self.policy
         deadline = policy.deadline(batch[0].t_ready)
         while len(batch) < policy.max_batch:
-            now = time.perf_counter()
-            remaining = policy.send_at(now, deadline, self._due(now)) - now
+            remaining = deadline - time.perf_counter()
             woken = False
             if remaining > 0:
                 self.demand.expect(self.max_batch - len(batch))
@@ -614,13 +602,6 @@ class Batcher:
             batch += self._collect(self.max_batch - len(batch))
             if not woken:
                 break
-
-    def _due(self, now: float) -> list[float | None]:
-        """When each stream's next frame is expected, on the ``perf_counter`` clock of ``now``
-        (streams keep their pace by capture time, ``time.time``)."""
-        wall = time.time()
-        dues = (s.next_due(wall) for s in self.streams.values())
-        return [None if d is None else now + (d - wall) for d in dues]
 
     def _send(self, batch: list[FrameItem]) -> None:
         """Hand a batch to a detect task. Anything left over keeps the wake flag up for the next round."""

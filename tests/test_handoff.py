@@ -160,17 +160,8 @@ def _through_batcher(
             await orig(batch)
 
         batcher._detect = record  # type: ignore[method-assign]
-        src = ListSource(
-            n,
-            cfg,
-            SPEC,
-            loop,
-            state.put,
-            state.set_status,
-            state.set_info,
-            permits=state.permits,
-            gap_s=gap_s,
-        )
+        src = ListSource(n, cfg, SPEC, loop, state.put, state.set_status, state.set_info,
+                         permits=state.permits, gap_s=gap_s)  # fmt: skip
         src._demand = batcher.demand
         state.pull = src.pull
         task = asyncio.create_task(batcher.run())

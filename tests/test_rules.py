@@ -7,7 +7,7 @@ import random
 import pytest
 
 from detector_client.backoff import Backoff
-from service.rules.batching import Arrivals, BatchPolicy
+from service.rules.batching import BatchPolicy
 from service.rules.lifecycle import TrackLifecycle
 from service.rules.outbox import Message, Outbox
 from service.rules.sequencer import FrameSequencer, Late, Ready
@@ -160,36 +160,6 @@ def test_deadline_is_max_wait_after_the_first_frame() -> None:
     assert policy.deadline(10.0) == pytest.approx(10.025)
     with pytest.raises(ValueError):
         BatchPolicy(0, 0.01)
-
-
-def test_a_batch_waits_for_its_deadline_only_while_a_frame_is_due_before_it() -> None:
-    send_at = BatchPolicy.send_at
-    # Four cameras: one is already in the batch; the next frames are due 30-38 ms from now.
-    assert send_at(1.000, 1.005, [1.033, 1.030, None, 1.038]) == 1.000  # none before 1.005: go now
-    assert send_at(1.000, 1.005, [1.033, 1.004, None, 1.038]) == 1.005  # one due at 1.004: wait
-    assert send_at(1.000, 1.005, [1.005]) == 1.005  # due at the deadline itself: still worth it
-    assert send_at(1.000, 1.005, []) == 1.000 and send_at(1.000, 1.005, [None, None]) == 1.000
-    assert send_at(1.006, 1.005, [1.004]) == 1.006  # the deadline has passed
-
-
-def test_arrivals_learn_a_stream_pace_and_give_up_on_a_stalled_one() -> None:
-    a = Arrivals()
-    assert a.due(0.0) == 0.0  # pace unknown: a frame may come any moment
-    a.arrived(0.0)
-    assert a.due(0.001) == 0.001  # one frame says nothing of the pace
-    t = 0.0
-    for _ in range(50):  # 25 frames/s with +-3 ms of jitter
-        t += 0.040 + (0.003 if random.random() < 0.5 else -0.003)
-        a.arrived(t)
-    due = a.due(t)
-    assert due is not None and t + 0.036 <= due <= t + 0.044
-    assert a.due(t + 0.060) == due  # late, but within one gap: still expected
-    assert a.due(t + 0.090) is None  # overdue by more than a gap: stalled or ended
-    for _ in range(40):  # sampled down to 5 frames/s: the pace follows
-        t += 0.200
-        a.arrived(t)
-    d = a.due(t)
-    assert d is not None and d - t == pytest.approx(0.200, abs=0.01)
 
 
 # ---------------------------------------------------------------------- outbox

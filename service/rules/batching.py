@@ -6,14 +6,6 @@ per pass, so one busy replay stream cannot starve the others; the pass's startin
 from one pass to the next, so no stream is always first. A batch is sent when it holds
 ``max_batch`` frames or at its ``deadline``, ``max_wait_s`` after its first frame became ready,
 whichever comes first; the batcher never waits for any particular stream.
-
-Waiting for the deadline only pays when a frame can still join the batch before it. A camera's
-frames (or a paced replay's, or a sampled stream's) come at their own pace, so ``Arrivals`` keeps
-such a stream's last arrival and its typical gap, and ``send_at`` sends the batch as soon as no
-stream's next frame is due before the deadline: with four 25-30 frames/s cameras and a 5 ms
-deadline, most batches go at once instead of 5 ms later, and the frames the wait would have
-caught are still caught. A frame that comes earlier than its stream's pace says goes with the
-next batch. A replay as fast as it decodes always has a frame due (the caller says so).
 """
 
 from __future__ import annotations
@@ -59,43 +51,3 @@ class BatchPolicy(Generic[K]):
     def deadline(self, first_ready: float) -> float:
         """When a batch whose first frame became ready at ``first_ready`` goes out, full or not."""
         return first_ready + self.max_wait_s
-
-    @staticmethod
-    def send_at(now: float, deadline: float, due: Sequence[float | None]) -> float:
-        """When a batch that is not full goes out: at ``deadline``, or at ``now`` when no stream's
-        next frame is due before it. ``due``: when each stream's next frame is expected (None: not
-        coming soon, as for a stalled camera)."""
-        if now >= deadline:
-            return now
-        return deadline if any(t is not None and t <= deadline for t in due) else now
-
-
-class Arrivals:
-    """When a stream's next frame is due: its last arrival plus its typical gap between frames.
-
-    The gap is a moving average (weight ``1/8`` for the newest gap), so a stream's pace is known
-    after a few frames and follows a change of rate within a few dozen. A frame overdue by more
-    than one gap is not counted on (a camera that stalls or ended does not hold batches back).
-    """
-
-    __slots__ = ("gap", "last")
-
-    ALPHA = 0.125
-
-    def __init__(self) -> None:
-        self.last: float | None = None
-        self.gap: float | None = None
-
-    def arrived(self, t: float) -> None:
-        if self.last is not None:
-            g = max(0.0, t - self.last)
-            self.gap = g if self.gap is None else self.gap + self.ALPHA * (g - self.gap)
-        self.last = t
-
-    def due(self, now: float) -> float | None:
-        """When the next frame is expected: ``now`` while the pace is not known yet (it may come any
-        moment), None once it is overdue by more than a gap."""
-        if self.last is None or self.gap is None:
-            return now
-        t = self.last + self.gap
-        return None if now > t + self.gap else t
