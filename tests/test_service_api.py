@@ -180,6 +180,7 @@ def test_missing_model_is_a_start_up_error(tmp_path: Path) -> None:
 
 
 @needs_shared
+@pytest.mark.serial  # live WebRTC on the real model: frames per second count
 def test_whip_publisher_is_tracked_across_sessions(tmp_path: Path) -> None:
     """An aiortc publisher streams, ends its session (DELETE on its Location), comes back, and
     comes back again with trickled candidates (PATCH): tracks each time, frame numbers that keep
@@ -294,6 +295,7 @@ async def _publish_whip(
 
 
 @needs_shared
+@pytest.mark.serial  # live WebRTC on the real model: frames per second count
 def test_gstreamer_webrtcbin_publishers_vp8_h264_with_and_without_trickle(tmp_path: Path) -> None:
     """Publishers nobody on the team wrote the WebRTC of: GStreamer's webrtcbin (Debian's 1.22,
     RSA certificate), VP8 and H.264, the offer with all candidates or trickled by PATCH, into
