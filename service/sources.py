@@ -367,6 +367,8 @@ class VideoSource(ReplayableSource):
                     if self.replay and not self._room():
                         return got
                     self._deliver(item)
+                    # Replay waits above for room as long as the pipeline needs: not a stall.
+                    last_frame = time.monotonic()
             return got
         except av.error.FFmpegError as exc:
             raise SourceError(self.cfg.url, _ffmpeg_text(exc, self.cfg.url)) from exc

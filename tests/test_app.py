@@ -87,3 +87,51 @@ def test_a_failing_core_loop_is_logged_counted_and_restarted(tmp_path: Path, cap
     assert after >= at_failure + 25, "frames are processed again after the restart"
     logged = [r for r in caplog.records if "internal error in the batcher loop" in r.getMessage()]
     assert logged and logged[0].exc_info is not None and "a bug in the batcher" in str(logged[0].exc_info[1])
+
+
+def test_a_replay_held_back_by_a_slow_detector_is_not_a_stall(tmp_path: Path, caplog: Any) -> None:
+    """Replay waits for room in its queue as long as the detector needs; that wait is not a
+    stalled source: the stream stays online, is not reopened, and every frame is tracked once."""
+    import numpy as np
+
+    from service.media.offline import VideoWriter
+
+    frames = 14
+    clip = tmp_path / "clip.mp4"
+    writer = VideoWriter(clip, 160, 96, 25)
+    for i in range(frames):
+        writer.write(np.full((96, 160, 3), 10 * i, np.uint8))
+    writer.close()
+    broker = Mosquitto(tmp_path / "broker").start()
+    try:
+        settings = load_settings(None, {
+            "instance": "slow", "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}"},
+            # 0.4 s per frame, one at a time: the source waits that long for each permit once the
+            # queue is full, longer than the stall timeout
+            "detector": {"kind": "fake", "latency_ms": 400, "max_batch": 1, "max_in_flight": 1},
+            "http": {"port": 0},
+            "streams": [{"id": "clip", "url": str(clip), "realtime": False, "stall_timeout_s": 0.3}],
+        })  # fmt: skip
+
+        async def run() -> tuple[int, list[str], str, str | None]:
+            svc = Service(settings)
+            await svc.start()
+            stream = svc.streams["clip"]
+            states: list[str] = []
+            t0 = time.monotonic()
+            while stream.state != "offline" and time.monotonic() < t0 + 30:
+                if not states or states[-1] != stream.state:
+                    states.append(stream.state)
+                await asyncio.sleep(0.02)
+            done = stream.n_processed, states, stream.state, stream.reason
+            await svc.stop(timeout=5)
+            return done
+
+        with caplog.at_level(logging.WARNING, logger="service.sources"):
+            processed, states, state, reason = asyncio.run(run())
+    finally:
+        broker.stop()
+    assert not [r.getMessage() for r in caplog.records if "stalled" in r.getMessage()]
+    assert (state, reason) == ("offline", "end of file")
+    assert "reconnecting" not in states
+    assert processed == frames
