@@ -241,6 +241,31 @@ def test_ground_truth_speed_distance_crossings_and_dwell() -> None:
     )
 
 
+def _kernels() -> dict[str, list[Any]]:
+    """The compiled kernels of the analytics rules and the type signatures compiled so far."""
+    from service.rules import analytics, kinematics
+
+    found = {}
+    for mod in (analytics, kinematics):
+        for name, obj in vars(mod).items():
+            if hasattr(obj, "py_func") and hasattr(obj, "signatures"):  # a numba dispatcher
+                found[f"{mod.__name__}.{name}"] = list(obj.signatures)
+    return found
+
+
+def test_load_kernels_compiles_every_kernel_a_real_scene_uses() -> None:
+    """The service calls ``load_kernels`` at start-up, off the event loop: a kernel (or a type
+    signature of one) it missed would be compiled on the loop by the first frame, for seconds."""
+    from service.rules.analytics import load_kernels
+
+    load_kernels()
+    loaded = _kernels()
+    compiled = {name.rsplit(".", 1)[1] for name, sigs in loaded.items() if sigs}
+    assert {"_frame_geometry", "_motion_step"} <= compiled  # (kernels they call compile inside them)
+    run_scene(jitter=2.0, seed=3)  # zones, a loiter zone, lines, a calibration, tracks that end
+    assert _kernels() == loaded
+
+
 def test_jittered_boxes_speed_within_8_percent() -> None:
     out = run_scene(jitter=2.0, seed=7)
     assert out["median_speed_err"] <= 0.08

@@ -739,3 +739,21 @@ def _intersection(p: Point, q: Point, a: Point, b: Point) -> Point:
     d2 = (b[0] - a[0]) * (q[1] - a[1]) - (b[1] - a[1]) * (q[0] - a[0])
     s = d1 / (d1 - d2) if d1 != d2 else 0.5
     return (p[0] + s * (q[0] - p[0]), p[1] + s * (q[1] - p[1]))
+
+
+def load_kernels() -> None:
+    """Compile (or load from numba's cache) every compiled kernel the analytics run, on a tiny
+    scene: one zone, one line, a calibration, a track that walks across and ends. Called once
+    at start-up off the event loop; otherwise the first analytics frame of the first stream
+    compiles them on the loop (seconds without a cache) and every stream stalls meanwhile."""
+    spec = parse_analytics({
+        "zones": [{"id": "z", "points": [[10, 10], [90, 10], [90, 90], [10, 90]], "loiter_s": 1}],
+        "lines": [{"id": "l", "points": [[50, 0], [50, 100]]}],
+        "calibration": {"image": [[0, 0], [100, 0], [100, 100], [0, 100]],
+                        "ground": [[0, 0], [10, 0], [10, 10], [0, 10]]},
+    })  # fmt: skip
+    a = Analytics(Resolved.of(spec, 100, 100), "warm-up", 0.0, 0.1)
+    for i in range(1, 31):
+        x = 2.0 * i
+        a.update(i, i / 10, [1], np.array([[x, 40.0, x + 10, 60.0]]), [0], [], 0.0)
+    a.update(31, 3.1, [], np.empty((0, 4)), [], [1], 0.0)
