@@ -35,6 +35,41 @@ def test_dockerfile_contract() -> None:
     assert re.search(r"^cpu = \[", pyproject, re.M) and re.search(r"^gpu = \[", pyproject, re.M)
 
 
+def test_the_image_is_built_with_the_kernels_the_service_loads(tmp_path: Path) -> None:
+    """The Dockerfile compiles the kernels into $NUMBA_CACHE_DIR as the service's user; the
+    service's start-up (``load_kernels``) in a new process then loads every one from that cache
+    and compiles none (numba says which it does with NUMBA_DEBUG_CACHE)."""
+    import shlex
+
+    (cache_dir,) = re.findall(r"NUMBA_CACHE_DIR=(\S+)", DOCKERFILE)
+    (build,) = re.findall(r"^RUN cd / && (python -c .*load_kernels.*)$", DOCKERFILE, re.M)
+    assert DOCKERFILE.index("USER trackcast") < DOCKERFILE.index(build), "built as the user that runs it"
+    assert 'install -d -o trackcast -g trackcast "$NUMBA_CACHE_DIR"' in DOCKERFILE and cache_dir.startswith(
+        "/opt/"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_DEBUG_CACHE": "1"}
+    argv = [sys.executable, *shlex.split(build)[1:]]
+    built = subprocess.run(argv, cwd="/", env=env, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "data saved to" in built.stdout
+    start = subprocess.run(
+        [sys.executable, "-c", "from service.app import load_kernels; load_kernels()"],
+        cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert start.returncode == 0, start.stderr[-2000:]
+    # lines "[cache] data loaded from '.../analytics._frame_geometry-651.py311.1.nbc'"
+    loaded = {Path(ln.split()[-1].strip("'")).name.split("-")[0]
+              for ln in start.stdout.splitlines() if "data loaded from" in ln}  # fmt: skip
+    assert {"analytics._frame_geometry", "kinematics._motion_step", "_kernels.byte_step"} <= loaded, (
+        start.stdout
+    )
+    assert "data saved to" not in start.stdout, "the service's start compiled a kernel the image lacks"
+
+
 @pytest.mark.skipif(
     not (SHARED_DATA / "models").is_dir(), reason=f"../shared is absent (looked for {SHARED_DATA})"
 )

@@ -5,6 +5,7 @@ read-only, secrets only from a Secret, and a config the service accepts."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -80,6 +81,14 @@ def test_the_rendered_statefulset_keeps_the_service_contract(
         c["securityContext"]["capabilities"]["drop"] == ["ALL"]
         and not c["securityContext"]["allowPrivilegeEscalation"]
     )
+    # the compiled kernels the image carries (Dockerfile) seed the writable cache the service uses
+    (init,) = pod["initContainers"]
+    (baked,) = re.findall(r"NUMBA_CACHE_DIR=(\S+)", (ROOT / "Dockerfile").read_text())
+    assert init["image"] == c["image"] and init["securityContext"]["readOnlyRootFilesystem"]
+    assert f"cp -a {baked}/. {env['NUMBA_CACHE_DIR']['value']}/" in init["command"][-1]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert {m["name"]: m["mountPath"] for m in init["volumeMounts"]} == {"tmp": mounts["tmp"]}
+    assert env["NUMBA_CACHE_DIR"]["value"].startswith(mounts["tmp"] + "/")
     assert pod["terminationGracePeriodSeconds"] >= 25  # the service's shutdown: drain, end tracks, flush
     # secrets come from the Secret only; the ConfigMap holds none
     for name in ("TRACKCAST_MQTT__PASSWORD", "TRACKCAST_HTTP__TOKEN"):
