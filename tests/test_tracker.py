@@ -96,6 +96,28 @@ def test_invalid_rows_are_dropped_and_counted() -> None:
     assert out.ids.tolist() == [1]
 
 
+def test_rows_beyond_the_limits_are_dropped_and_any_array_layout_tracks_alike() -> None:
+    rows = [
+        box(0),
+        box(300, s=0.8),
+        [0, 0, 2e6, 10, 0.9, 0],
+        [0, 0, 10, 10, 0.9, 2.0**63],
+        [5, 5, 5.0005, 40, 0.9, 0],
+    ]
+    dets = np.array([[*r, 0] if len(r) == 5 else r for r in rows], dtype=np.float64)
+    ro = dets.copy()
+    ro.setflags(write=False)
+    layouts = {"C": dets, "read-only": ro, "Fortran": np.asfortranarray(dets), "list": dets.tolist(),
+               "float32": dets.astype(np.float32), "strided": np.repeat(dets, 2, axis=0)[::2]}  # fmt: skip
+    seen = {}
+    for name, d in layouts.items():
+        t = ByteTracker()
+        out = t.update(d)
+        seen[name] = (out.ids.tolist(), out.xyxy.round(3).tolist(), out.n_invalid)
+    assert seen["C"][2] == 3 and seen["C"][0] == [1, 2]
+    assert all(v == seen["C"] for v in seen.values()), seen
+
+
 @pytest.mark.parametrize(
     "bad", [np.zeros((3, 4)), np.zeros((2, 7)), np.zeros((2, 3, 5)), "boxes", [[1, 2, "x", 4, 5]]]
 )

@@ -259,18 +259,61 @@ def kalman_correct(
 
 
 @njit(cache=True)
-def tlwh_of(mean: np.ndarray, slots: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """Boxes (x, y, w, h) of the tracks in ``slots`` from their Kalman means."""
-    out = np.empty((slots.shape[0], 4))
+def clean_rows(
+    d: np.ndarray, max_coord: float, min_size: float, max_class: float
+) -> tuple[np.ndarray, int]:  # pragma: no cover - compiled
+    """The valid rows of detections ``d`` [N,5] or [N,6] as a new [M,6] array (class 0 when
+    absent), and how many were dropped: a NaN/inf value, a coordinate beyond ``max_coord``, a
+    side under ``min_size`` or a class id of ``max_class`` or more in magnitude."""
+    n, k = d.shape
+    ok = np.zeros(n, dtype=np.bool_)
+    m = 0
+    for i in range(n):
+        good = True
+        for j in range(k):
+            if not math.isfinite(d[i, j]):
+                good = False
+        for j in range(4):
+            if abs(d[i, j]) > max_coord:
+                good = False
+        if not (d[i, 2] - d[i, 0] >= min_size and d[i, 3] - d[i, 1] >= min_size):
+            good = False
+        if k == 6 and not abs(d[i, 5]) < max_class:
+            good = False
+        ok[i] = good
+        m += good
+    out = np.zeros((m, 6))
+    r = 0
+    for i in range(n):
+        if ok[i]:
+            for j in range(k):
+                out[r, j] = d[i, j]
+            r += 1
+    return out, n - m
+
+
+@njit(cache=True)
+def boxes_of(
+    mean: np.ndarray, slots: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Boxes of the tracks in ``slots`` from their Kalman means: (x, y, w, h) and (x1, y1, x2, y2)."""
+    tlwh = np.empty((slots.shape[0], 4))
+    xyxy = np.empty((slots.shape[0], 4))
     for k in range(slots.shape[0]):
         s = slots[k]
         h = mean[s, 3]
         w = mean[s, 2] * h
-        out[k, 0] = mean[s, 0] - w / 2
-        out[k, 1] = mean[s, 1] - h / 2
-        out[k, 2] = w
-        out[k, 3] = h
-    return out
+        x = mean[s, 0] - w / 2
+        y = mean[s, 1] - h / 2
+        tlwh[k, 0] = x
+        tlwh[k, 1] = y
+        tlwh[k, 2] = w
+        tlwh[k, 3] = h
+        xyxy[k, 0] = x
+        xyxy[k, 1] = y
+        xyxy[k, 2] = x + w
+        xyxy[k, 3] = y + h
+    return tlwh, xyxy
 
 
 @njit(cache=True)

@@ -139,7 +139,9 @@ class ByteTracker:
     # ------------------------------------------------------------------ input
     def _clean(self, dets: npt.ArrayLike) -> tuple[F64, int]:
         try:
-            d = np.array(dets, dtype=np.float64, copy=True)
+            d = np.asarray(
+                dets, dtype=np.float64
+            )  # a new array from K.clean_rows: the caller's stays as it is
         except (TypeError, ValueError) as exc:
             raise DetectionsError(f"detections must be a numeric [N,5] or [N,6] array: {exc}") from exc
         if d.ndim == 1 and d.size == 0:
@@ -148,17 +150,10 @@ class ByteTracker:
             raise DetectionsError(
                 f"detections must have shape [N,5] (x1,y1,x2,y2,score) or [N,6] (+class), got {d.shape}"
             )
-        if d.shape[1] == 5:
-            d = np.concatenate([d, np.zeros((d.shape[0], 1))], axis=1)
-        with np.errstate(invalid="ignore", over="ignore"):
-            ok = np.isfinite(d).all(axis=1)
-            ok &= (np.abs(d[:, :4]) <= MAX_COORD).all(axis=1)
-            ok &= (d[:, 2] - d[:, 0] >= MIN_SIZE) & (d[:, 3] - d[:, 1] >= MIN_SIZE)
-            ok &= np.abs(d[:, 5]) < 2.0**62  # class ids are stored as int64
-        n_bad = int(d.shape[0] - np.count_nonzero(ok))
-        if n_bad:
-            d = d[ok]
-        return np.ascontiguousarray(d), n_bad
+        if not (d.flags.c_contiguous and d.flags.writeable):  # the one layout the kernel is compiled for
+            d = np.array(d, order="C")
+        out, n_bad = K.clean_rows(d, MAX_COORD, MIN_SIZE, 2.0**62)  # class ids are stored as int64
+        return out, int(n_bad)
 
     # ------------------------------------------------------------------ the algorithm
     def update(self, dets: npt.ArrayLike, frame_index: int | None = None) -> Tracks:
@@ -192,9 +187,7 @@ class ByteTracker:
             self._grow(max(int(d.shape[0] - self._st.counts[2]), self._cap))
         st = self._st
         out, ended_now = K.byte_step(d, self._frame, steps, self._params, st)
-        tlwh = K.tlwh_of(st.mean, out)
-        xyxy = tlwh.copy()
-        xyxy[:, 2:] += xyxy[:, :2]
+        tlwh, xyxy = K.boxes_of(st.mean, out)
         if ended:
             ended_now = np.concatenate([np.asarray(ended, dtype=np.int64), ended_now])
         return Tracks(
