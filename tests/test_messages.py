@@ -35,3 +35,24 @@ def test_events_the_lifecycle_builds_parse_as_their_types_and_bad_ones_do_not() 
         parse("track_started", json.dumps({k: v for k, v in started.items() if k != "frame"}))
     with pytest.raises(KeyError):
         parse("no_such_message", b"{}")
+
+
+def test_the_wire_encoding_is_compact_utf8_json_with_null_for_non_finite_numbers() -> None:
+    import math
+
+    import numpy as np
+
+    from service.messages import SCHEMA_VERSION, dumps
+
+    body = {
+        "v": SCHEMA_VERSION, "stream": "caf\u00e9", "frame": 12, "pts": 0.48, "capture_ts": 1764680000.1234,
+        "size": [1280, 720], "latency_ms": {"decode": 4.125, "pipeline": 30.5},
+        "tracks": [{"id": 1, "box": [1.5, 2.25, 100.0, 1.5e-7], "score": np.float64(0.9), "class": 0}],
+    }  # fmt: skip
+    wire = dumps(body)
+    assert b" " not in wire and "caf\u00e9".encode() in wire  # compact; UTF-8, not \u escapes
+    assert json.loads(wire) == body  # every number as written (numpy scalars too)
+    assert parse("tracks", wire)["tracks"][0]["box"][3] == 1.5e-7
+    # NaN and infinity are not JSON: they go out as null, which a strict parser still reads
+    odd = json.loads(dumps({"speed": math.nan, "distance": math.inf, "max": -math.inf}))
+    assert odd == {"speed": None, "distance": None, "max": None}
