@@ -93,12 +93,7 @@ class Service:
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         max_batch = self.settings.batcher.max_batch or det.max_batch
         self.batcher = Batcher(
-            det,
-            self.streams,
-            self.metrics,
-            max_batch,
-            self.settings.batcher.max_wait_ms / 1000,
-            self.publisher,
+            det, self.streams, self.metrics, max_batch, self.settings.batcher.max_wait_ms / 1000
         )
 
         def publish() -> Awaitable[None]:

@@ -23,8 +23,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -155,25 +154,6 @@ class Publisher:
         self._idle.clear()
         if self._conn is not None:
             self._flush(self._conn)
-
-    @contextmanager
-    def together(self) -> Iterator[None]:
-        """What is published inside goes out at the end in as few TCP segments as fit
-        (``TCP_CORK``): a batch of frames' messages costs the kernel and the broker one delivery,
-        not one per message. Each is still written (and counted) as it is published."""
-        conn = self._conn
-        sock = conn.sock if conn is not None else None
-        corked = False
-        if sock is not None and hasattr(socket, "TCP_CORK"):
-            with suppress(OSError):  # the connection is going: its next socket event says so
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-                corked = True
-        try:
-            yield
-        finally:
-            if corked and sock is not None:
-                with suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
 
     @property
     def depth(self) -> int:

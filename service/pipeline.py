@@ -20,8 +20,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from typing import Any, cast
+
+import numpy as np
 
 from detector_client.base import Detections, Detector
 from service.config import StreamConfig, TrackerSettings
@@ -39,8 +40,6 @@ from tracker import ByteTracker, TrackerConfig, Tracks
 log = logging.getLogger(__name__)
 
 REPLAY_QUEUE = 8
-# Batches of at least this many frames publish their messages together (Batcher._detect).
-TOGETHER_MIN_BATCH = 4
 WINDOW_S = 5.0
 
 
@@ -290,7 +289,7 @@ class StreamState:
         self._m.active.set(len(tracks))
         self._m.track.observe(item.timings["track"])
         # Round once, as plain lists, for both the events and the tracks message.
-        rows = list(zip(tracks.ids.tolist(), tracks.xyxy.round(2).tolist(), tracks.scores.round(4).tolist(),
+        rows = list(zip(tracks.ids.tolist(), np.round(tracks.xyxy, 2).tolist(), np.round(tracks.scores, 4).tolist(),
                         tracks.classes.tolist(), strict=True))  # fmt: skip
         events: list[Event] = list(
             self.lifecycle.update(item.index, item.capture_ts, rows, tracks.ended_ids.tolist(), time.time())
@@ -526,9 +525,8 @@ class Batcher:
     """Collects ready frames across streams into detector batches; bounded in flight."""
 
     def __init__(self, detector: Detector, streams: dict[str, StreamState], metrics: Metrics, max_batch: int,
-                 max_wait_s: float, publisher: Publisher | None = None) -> None:  # fmt: skip
+                 max_wait_s: float) -> None:  # fmt: skip
         self.detector = detector
-        self.publisher = publisher  # a batch's messages go out together
         self.streams = streams
         self.metrics = metrics
         self.max_batch = max_batch
@@ -647,19 +645,14 @@ class Batcher:
             if not self._starting:
                 break
             await asyncio.sleep(0)
-        # A full batch means frames are waiting (throughput-bound): its messages go out together,
-        # cheaper for this process and the broker. A small one means the service keeps up: each
-        # message leaves as soon as its frame is tracked (latency).
-        big = self.publisher is not None and len(batch) >= TOGETHER_MIN_BATCH
-        with self.publisher.together() if big and self.publisher is not None else nullcontext():
-            for it, d in zip(batch, dets, strict=True):
-                it.timings["detect"] = dt
-                s = self.streams.get(it.stream)
-                if s is None:
-                    continue  # the stream was removed meanwhile
-                s._m.queue.observe(it.timings["queue"])
-                s._m.detect.observe(dt)
-                s.on_result(it, d)
+        for it, d in zip(batch, dets, strict=True):
+            it.timings["detect"] = dt
+            s = self.streams.get(it.stream)
+            if s is None:
+                continue  # the stream was removed meanwhile
+            s._m.queue.observe(it.timings["queue"])
+            s._m.detect.observe(dt)
+            s.on_result(it, d)
 
     async def drain(self, timeout: float) -> None:
         """Wait for the batches in flight (shutdown)."""

@@ -77,49 +77,6 @@ def test_tracks_are_written_through_in_order_and_events_are_not_overtaken(tmp_pa
             assert frames_before == list(range(body["before"])), body
 
 
-def test_a_batch_published_together_reaches_the_subscriber_whole_in_order_when_it_ends(
-    tmp_path: Path,
-) -> None:
-    """``together()`` (the batcher wraps each detector batch's results in it): the messages are
-    written as they are published but leave in one go when the block ends; none is lost or
-    reordered, and nothing waits once the block is over."""
-    broker = Mosquitto(tmp_path / "broker").start()
-    sub = Collector(broker.port, topics="pub/#")
-
-    async def main() -> tuple[int, int]:
-        pub = Publisher(MqttConfig(url=broker.url, topic_prefix="pub"), "t", Metrics())
-        runner = asyncio.create_task(pub.run())
-        await _connected(pub)
-        await asyncio.sleep(0.3)  # the service status (retained) is in
-        with sub._lock:
-            base = len(sub.messages)
-        with pub.together():
-            pub.publish_event("cam", dumps({"event": "track_started", "before": 0}))
-            for i in range(8):
-                pub.publish_tracks("cam", dumps({"frame": i}))
-            time.sleep(0.1)  # inside the block (the loop is busy tracking): held back
-            with sub._lock:
-                held = len(sub.messages) - base
-        pub.publish_tracks("cam", dumps({"frame": 8}))  # after the block: straight out
-        wait_for(lambda: len(sub.of("/tracks", "cam")) >= 9, 5, "the batch")
-        with sub._lock:
-            after = len(sub.messages) - base
-        pub.stop()
-        await asyncio.wait_for(runner, 10)
-        return held, after
-
-    try:
-        held, after = asyncio.run(main())
-        with sub._lock:
-            order = [(t.rsplit("/", 1)[1], b) for t, b, _ in sub.messages if t.startswith("pub/cam/")]
-    finally:
-        sub.close()
-        broker.stop()
-    assert held == 0, "messages of a batch left before the batch was done"
-    assert after == 10
-    assert order[0][0] == "events" and [b["frame"] for k, b in order if k == "tracks"] == list(range(9))
-
-
 def test_tracks_wait_out_a_broker_restart_within_the_outbox_and_drops_beyond_are_counted(
     tmp_path: Path,
 ) -> None:
