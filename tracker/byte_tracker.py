@@ -138,10 +138,8 @@ class ByteTracker:
 
     # ------------------------------------------------------------------ input
     def _clean(self, dets: npt.ArrayLike) -> tuple[F64, int]:
-        try:
-            d = np.asarray(
-                dets, dtype=np.float64
-            )  # a new array from K.clean_rows: the caller's stays as it is
+        try:  # no copy here: K.clean_rows returns a new array, the caller's stays as it is
+            d = np.asarray(dets, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise DetectionsError(f"detections must be a numeric [N,5] or [N,6] array: {exc}") from exc
         if d.ndim == 1 and d.size == 0:
