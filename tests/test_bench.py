@@ -65,14 +65,22 @@ def test_service_bench_prints_ratio_and_latency(tmp_path: Path, shared_data: Pat
     assert res.returncode == 0, res.stderr
     fig = json.loads(out.read_text())
     assert fig["service_fps"] > 0 and fig["plain_decode_fps"] > 0 and fig["ratio"] > 0
-    # the headline pairs each service run with the plain decode measured just before it
-    assert len(fig["rounds"]) == 2
-    assert fig["ratio"] == pytest.approx(sum(r["service_fps"] / r["plain_fps"] for r in fig["rounds"]) / 2)
+    # every service run sits between two plain decodes, and its ratio is to their mean
+    rounds = fig["rounds"]
+    assert len(rounds) == 2 and len(fig["plain_decode_runs"]) == 5
+    assert rounds[1]["plain_before"] == rounds[0]["plain_after"]
+    for r in rounds:
+        assert r["plain_fps"] == pytest.approx((r["plain_before"] + r["plain_mid"]) / 2)
+        assert r["plain_fps_analytics"] == pytest.approx((r["plain_mid"] + r["plain_after"]) / 2)
+    assert fig["ratio"] == pytest.approx(sum(r["service_fps"] / r["plain_fps"] for r in rounds) / 2)
+    assert fig["ratio_to_plain_before"] == pytest.approx(
+        sum(r["service_fps"] / r["plain_before"] for r in rounds) / 2
+    )
     assert fig["plain_decode_paired"].endswith("service settings")
     assert fig["live_frames"] > 20 and fig["added_latency_ms"]["p50"] > 0
     assert "ratio service / plain decode" in res.stdout
     assert fig["ratio_analytics"] == pytest.approx(
-        sum(r["analytics_fps"] / r["plain_fps"] for r in fig["rounds"]) / 2
+        sum(r["analytics_fps"] / r["plain_fps_analytics"] for r in rounds) / 2
     )
     assert "with analytics on every stream" in res.stdout
 
