@@ -417,7 +417,8 @@ class Analytics:
         boxes = np.ascontiguousarray(boxes, dtype=np.float64).reshape(-1, 4)
         n = len(ids)
         cls = np.asarray(classes, dtype=np.int64).reshape(-1)
-        states = [self._state(tid, c, now) for tid, c in zip(ids, cls.tolist(), strict=True)]
+        get = self.tracks.get
+        states = [get(tid) or self._state(tid, c, now) for tid, c in zip(ids, cls.tolist(), strict=True)]
         # anchors, zone flags, line codes (+1/-1 beyond the band, 0 in it), ground points: one pass
         g = self._geo
         pts, inside, codes, gr, ok = _frame_geometry(boxes, cls, *g)
@@ -429,17 +430,19 @@ class Analytics:
             ground_l = [None] * n
             speed_l: list[float | None] = [None] * n
             dist_l = [0.0] * n
-            idx = np.flatnonzero(ok)
+            every = bool(ok.all())  # the usual case: every track has a ground point
+            idx = np.arange(n) if every else np.flatnonzero(ok)
             if len(idx):
-                slots = np.array([states[i].slot for i in idx.tolist()], dtype=np.intp)
-                motion = np.round(
-                    np.stack(self.motion.update(now, slots, gr[idx, 0], gr[idx, 1])), 3
-                ).tolist()
-                for j, i in enumerate(idx.tolist()):
-                    ground_l[i] = [motion[0][j], motion[1][j]]
-                    sp = motion[2][j]
-                    speed_l[i] = None if sp != sp else sp  # NaN: not known yet
-                    dist_l[i] = motion[3][j]
+                slots = np.array([st.slot for st in states] if every else [states[i].slot for i in idx.tolist()],
+                                 dtype=np.intp)  # fmt: skip
+                gx, gy = (gr[:, 0], gr[:, 1]) if every else (gr[idx, 0], gr[idx, 1])
+                mx, my, msp, md = np.round(self.motion.update(now, slots, gx, gy), 3).tolist()
+                msp = [None if sp != sp else sp for sp in msp]  # NaN: not known yet
+                if every:
+                    ground_l, speed_l, dist_l = [[a, b] for a, b in zip(mx, my, strict=True)], msp, md
+                else:
+                    for j, i in enumerate(idx.tolist()):
+                        ground_l[i], speed_l[i], dist_l[i] = [mx[j], my[j]], msp[j], md[j]
             if len(idx) < n:
                 for i in np.flatnonzero(~ok).tolist():
                     dist_l[i] = round(float(self.motion.distance[states[i].slot]), 3)

@@ -210,10 +210,11 @@ class GroundMotion:
         self.distance[slot] = self.max_speed[slot] = 0.0
         self._free.append(slot)
 
-    def update(self, t: float, slots: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    def update(self, t: float, slots: np.ndarray, x: np.ndarray, y: np.ndarray) -> npt.NDArray[np.float64]:
         """One frame at time ``t`` for the tracks in ``slots`` with ground positions ``x``, ``y``.
 
-        Returns smoothed x, y, speed (NaN while unknown) and distance, one per slot."""
+        Returns a 4 x N array, one column per slot: smoothed x, y, speed (NaN while unknown) and
+        distance (``sx, sy, speed, dist = update(...)`` unpacks its rows)."""
         s = np.asarray(slots, dtype=np.intp)
         if np.any(self.last_t[s] >= t):
             raise ValueError(f"time must increase: {t} after {np.nanmax(self.last_t[s])}")
@@ -222,7 +223,7 @@ class GroundMotion:
                      self.max_gap_s, _TIME_EPS, self.REBASE_S, self.t, self.x, self.y, self.n, self.head,
                      self.tail, self.sums, self.base, self.known, self.last_t, self.last_x, self.last_y,
                      self.distance, self.max_speed, out)  # fmt: skip
-        return out[0], out[1], out[2], out[3]
+        return out
 
 
 @njit(cache=True, nogil=True)
