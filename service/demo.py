@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -140,12 +139,10 @@ def _line(v: dict[str, Any]) -> str:
 
 
 async def _run(settings: Any, broker_note: str, duration: float | None, tty: bool) -> None:
-    from service.runner import running
+    from service.runner import on_stop_signals, running
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signals(lambda _sig: stop.set())
     async with running(settings, "demo stopped") as (svc, http):
         base = f"http://{settings.http.host}:{http.port}"
         port = settings.mqtt.url.rsplit(":", 1)[1].strip("/")

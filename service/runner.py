@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from service.app import Service
 from service.config import Settings
@@ -40,18 +40,34 @@ async def running(
             await http.close()
 
 
+def on_stop_signals(callback: Callable[[signal.Signals], None]) -> None:
+    """SIGTERM and SIGINT call ``callback`` on the running loop, for as long as it runs; after the
+    loop is closed they do nothing.
+
+    Installed with ``signal.signal``, not ``loop.add_signal_handler``: closing a loop removes its
+    handlers and puts the default action back, so a second SIGTERM arriving just as the shutdown
+    finished (a supervisor repeating itself) would kill the process (exit -15) instead of letting it
+    exit 0. A no-op outside the main thread (signals are the main thread's)."""
+    loop = asyncio.get_running_loop()
+
+    def handler(signum: int, _frame: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the shutdown is done
+            loop.call_soon_threadsafe(callback, signal.Signals(signum))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError):
+            signal.signal(sig, handler)
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
         if stop.is_set():  # a second Ctrl-C or SIGTERM: the shutdown already under way goes on
             log.warning("%s: already shutting down (streams are being stopped, the outbox flushed)", sig.name)
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal, sig)
+    on_stop_signals(on_signal)
     async with running(settings):
         await stop.wait()
 
@@ -60,8 +76,8 @@ def run_service(settings: Settings) -> int:
     setup_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))
-        # The loop is closed and its signal handlers with it; what is left (worker threads finishing
-        # a connect or an open) must not be cut short by another SIGTERM into a non-zero exit.
+        # What is left (worker threads finishing a connect or an open) is not cut short by another
+        # SIGTERM into a non-zero exit: the handlers of on_stop_signals are no-ops by now; say so.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
     except ConfigError as exc:

@@ -110,6 +110,7 @@ def test_failing_down_looping_and_deleted_sources(tmp_path: Path) -> None:
         cam.stop()
         silent.close()
         sub.close()
+        broker.stop()
     lost_at = [
         ts for topic, m, ts in sub.messages if topic.endswith("cam/events") and m.get("reason") == "lost"
     ]
@@ -118,7 +119,6 @@ def test_failing_down_looping_and_deleted_sources(tmp_path: Path) -> None:
         assert sub.of("/status", sid)[-1]["state"] == "offline", sid
         assert sub.of("/status", sid)[-1]["instance"] == "life"
     assert "Traceback" not in log
-    broker.stop()
 
 
 @needs_shared
@@ -196,3 +196,35 @@ def test_statuses_survive_a_long_broker_outage_as_they_are_now(tmp_path: Path) -
     )
     assert "trackcast/gone/status" not in got  # removed during the outage: its status cleared
     assert got["trackcast/service/out/status"]["state"] == "online"
+
+
+SIGNAL_AFTER_SHUTDOWN = """
+import asyncio, os, signal
+from service.runner import on_stop_signals
+
+got = []
+
+async def main():
+    done = asyncio.Event()
+    on_stop_signals(lambda sig: (got.append(sig.name), done.set()))
+    asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+    await done.wait()
+
+asyncio.run(main())
+os.kill(os.getpid(), signal.SIGTERM)  # the loop is closed: a late SIGTERM changes nothing
+os.kill(os.getpid(), signal.SIGINT)
+print("handled", got)
+"""
+
+
+def test_a_signal_after_the_loop_closed_does_not_kill_the_process() -> None:
+    """The race CI once hit: SIGTERM twice, the second arriving just after a quick shutdown closed
+    the loop. With the loop's own handlers the default action was back by then: exit -15."""
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AFTER_SHUTDOWN], capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+    assert p.stdout.strip() == "handled ['SIGTERM']"
