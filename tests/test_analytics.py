@@ -301,3 +301,57 @@ def test_a_streams_analytics_from_the_environment_names_the_key(monkeypatch: pyt
     )
     with pytest.raises(ConfigError, match=r"streams\.0\.analytics\.zones\.0: the polygon intersects itself"):
         load_settings(None)
+
+
+def _kernels() -> dict[str, int]:
+    """Every numba kernel the per-frame path runs, with how many specialisations it has."""
+    import service.rules.analytics as an
+    import service.rules.kinematics as kin
+    import tracker._assign as asg
+    import tracker._kernels as trk
+
+    return {
+        f"{m.__name__}.{name}": len(obj.signatures)
+        for m in (an, kin, asg, trk)
+        for name, obj in vars(m).items()
+        if hasattr(obj, "signatures") and hasattr(obj, "py_func")
+    }
+
+
+def test_the_start_up_warm_up_compiles_everything_a_real_frame_runs() -> None:
+    """After start-up's warm-up (service.app.load_kernels: the tracker's and these), frames of
+    many tracks, some beyond the calibration's horizon, tracks that end, compile nothing more: a
+    new specialisation (an array layout the warm-up never passed) compiles on the event loop,
+    seconds with a cold cache, while every stream stalls."""
+    from service.rules.analytics import load_kernels
+    from tracker import ByteTracker
+
+    ByteTracker().update(np.empty((0, 5)))
+    load_kernels()
+    before = _kernels()
+    assert sum(before.values()) >= 4, before  # (kernels only other kernels call have none of their own)
+    # a camera looking down a road: the trapezoid's sides meet above the frame's top third
+    a = engine({
+        "zones": [{"id": "z", "points": SQUARE, "loiter_s": 0.2}],
+        "lines": [{"id": "l", "points": [[640, 0], [640, 720]]}],
+        "calibration": {"image": [[560, 300], [720, 300], [1280, 720], [0, 720]],
+                        "ground": [[-3, 40], [3, 40], [3, 0], [-3, 0]]},
+    })  # fmt: skip
+    trk = ByteTracker()
+    rng = np.random.default_rng(3)
+    low = rng.uniform([100, 450], [1100, 650], (6, 2))  # on the road
+    high = rng.uniform([100, 60], [1100, 150], (2, 2))  # above the horizon: no ground point
+    step = rng.uniform(-4, 4, (8, 2))
+    every = some = 0
+    for i in range(1, 60):
+        k = 6 if i <= 20 else 8 if i <= 40 else 5  # two come into view above the horizon, three leave
+        xy = np.vstack([low, high])[:k] + i * step[:k]
+        dets = np.column_stack([xy - [15, 60], xy, np.full(len(xy), 0.9)])
+        tracks = trk.update(dets)
+        values, _, _ = a.update(i, i * 0.04, tracks.ids.tolist(), tracks.xyxy, tracks.classes.tolist(),
+                                tracks.ended_ids.tolist(), 0.0)  # fmt: skip
+        missing = sum(v.get("ground") is None for v in values)
+        every += len(values) > 1 and missing == 0
+        some += 0 < missing < len(values)
+    assert every and some  # both paths ran: every track with a ground point, and some without
+    assert _kernels() == before

@@ -53,10 +53,17 @@ def test_demo_needs_nothing_and_says_where_to_look(tmp_path: Path) -> None:
         wait_for(lambda: demo.text().count(" fps ") >= 2, 15, "two refreshes of the console summary")
         msgs = sub.of("/tracks", "pitch")
         assert sum(len(m["tracks"]) for m in msgs[-20:]) / 20 >= 8, "most of the 14 players are tracked"
-        # the built-in analytics: ground positions on the 40 x 20 m pitch (players roam up to the
-        # frame's edge, a metre beyond the touchlines), speeds a player can run
+        # the built-in analytics: ground positions on the 40 x 20 m pitch, speeds a player can run.
+        # The frame maps to x -0.65..40.67, y -0.59..20.62 m (touchlines 20 px inside it); the
+        # smoothed position runs ahead of a player who stops sharply by up to 0.14 x speed x window
+        # (README, Analytics), 0.85 m at the scene's 6 m/s: seen at the frame's bottom edge, 21.33.
         rows = [t for m in msgs[-20:] for t in m["tracks"] if t.get("speed") is not None]
-        assert rows and all(-1 <= t["ground"][0] <= 41 and -1 <= t["ground"][1] <= 21 for t in rows)
+        off = [
+            t["ground"]
+            for t in rows
+            if not (-1.5 <= t["ground"][0] <= 41.5 and -1.5 <= t["ground"][1] <= 21.5)
+        ]
+        assert rows and not off, off
         assert 0.3 < sorted(t["speed"] for t in rows)[len(rows) // 2] < 8
         state = sub.of("/analytics", "pitch")[-1]
         assert set(state["lines"]) == {"halfway"} and set(state["zones"]) == {"left_box"}

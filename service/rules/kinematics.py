@@ -219,10 +219,11 @@ class GroundMotion:
         if np.any(self.last_t[s] >= t):
             raise ValueError(f"time must increase: {t} after {np.nanmax(self.last_t[s])}")
         out = np.empty((4, len(s)))
-        _motion_step(float(t), s, np.asarray(x, np.float64), np.asarray(y, np.float64), self.window_s,
-                     self.max_gap_s, _TIME_EPS, self.REBASE_S, self.t, self.x, self.y, self.n, self.head,
-                     self.tail, self.sums, self.base, self.known, self.last_t, self.last_x, self.last_y,
-                     self.distance, self.max_speed, out)  # fmt: skip
+        # contiguous, as at the warm-up: a column view (gr[:, 0]) would compile a second kernel
+        xs, ys = np.ascontiguousarray(x, np.float64), np.ascontiguousarray(y, np.float64)
+        _motion_step(float(t), s, xs, ys, self.window_s, self.max_gap_s, _TIME_EPS, self.REBASE_S, self.t, self.x,
+                     self.y, self.n, self.head, self.tail, self.sums, self.base, self.known, self.last_t,
+                     self.last_x, self.last_y, self.distance, self.max_speed, out)  # fmt: skip
         return out
 
 
