@@ -167,7 +167,6 @@ class StreamState:
         self._m.decode.observe(item.decode_s)
         if self.slot is not None:
             self._m.superseded.inc()
-        item.t_ready = time.perf_counter()
         self.slot = item
         self._wake.set()
 
@@ -182,7 +181,6 @@ class StreamState:
             self.permits.release()
             return
         self._m.decode.observe(item.decode_s)
-        item.t_ready = time.perf_counter()
         self.queue.append(item)
         self._wake.set()
 
@@ -589,7 +587,7 @@ class Batcher:
         # that completes the batch; live frames wake it as they come.
         self.demand.waiting = False
         policy = self.policy
-        deadline = policy.deadline(batch[0].t_ready)
+        deadline = policy.deadline(min(it.t_ready for it in batch))  # the oldest's, waits counted
         while len(batch) < policy.max_batch:
             remaining = deadline - time.perf_counter()
             woken = False

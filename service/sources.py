@@ -51,7 +51,10 @@ class FrameItem:
     prepared: PreparedFrame
     image: npt.NDArray[np.uint8] | None  # the BGR frame, kept only when someone watches it
     decode_s: float
-    t_ready: float = 0.0  # perf_counter when handed to the pipeline
+    #: perf_counter when it was ready for the detector: made (decoded, prepared), or handed over by
+    #: its source thread; a frame left in the inbox while every detector slot is busy stays ready
+    #: since then (its wait is the ``queue`` stage, and it counts towards its batch's deadline).
+    t_ready: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -148,6 +151,7 @@ class ThreadSource:
 
     def _deliver(self, item: FrameItem) -> None:
         """Thread side: queue a frame for the loop, waking it only if no drain is pending."""
+        item.t_ready = time.perf_counter()
         self._inbox.append(item)
         if self._demand is not None and not self._demand.wants():
             return  # the batcher pulls it when it has room

@@ -35,12 +35,14 @@ class ListSource(ThreadSource):
         *args: Any,
         permits: threading.BoundedSemaphore | None = None,
         gap_s: float = 0.0,
+        hold_s: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.n = n
         self.permits = permits  # a replay stream's queue bound, taken per frame as VideoSource does
         self.gap_s = gap_s  # a source slower than the batcher
+        self.hold_s = hold_s  # open this long after its last frame (its end hands the inbox over)
 
     def _run(self) -> None:
         for i in range(1, self.n + 1):
@@ -50,6 +52,7 @@ class ListSource(ThreadSource):
             if self.permits is not None:
                 self.permits.acquire()
             self._deliver(FrameItem(self.cfg.id, i, i, i / 25, time.time(), prepared, None, 0.001))
+        time.sleep(self.hold_s)
         self._call(self._on_status, "offline", "end of file")
         self._finish()
 
@@ -225,20 +228,25 @@ def test_fake_detector_boxes_per_frame_inside_the_frame_and_moving() -> None:
     assert len(FakeDetector(boxes=0).detect_sync(frames[:2])[0]) == 0
 
 
+def _one_replay_stream(det: FakeDetector, max_wait_s: float) -> tuple[Batcher, StreamState, StreamConfig]:
+    """A batcher for ``det`` (its max_batch) serving one replay stream ``s``."""
+    metrics = Metrics()
+    streams: dict[str, StreamState] = {}
+    batcher = Batcher(det, streams, metrics, max_batch=det.max_batch, max_wait_s=max_wait_s)
+    publisher = Publisher(MqttConfig(url="mqtt://127.0.0.1:1"), "t", metrics)
+    cfg = StreamConfig(id="s", url="clip.mp4", mode="replay")
+    streams["s"] = state = StreamState(cfg, TrackerSettings(), metrics, publisher, batcher.wake, 30.0)
+    return batcher, state, cfg
+
+
 def test_next_batch_goes_to_the_detector_before_the_last_one_is_tracked() -> None:
     """Pipelining: when a batch comes back and frames are waiting, the detector gets the next batch
     before the returned one is tracked and published, so it never idles while the loop tracks."""
 
     async def main() -> list[tuple[str, int]]:
         loop = asyncio.get_running_loop()
-        metrics = Metrics()
         det = FakeDetector(latency_ms=5, boxes=3, spec=SPEC, max_batch=2, max_in_flight=1)
-        streams: dict[str, StreamState] = {}
-        batcher = Batcher(det, streams, metrics, max_batch=2, max_wait_s=0.005)
-        publisher = Publisher(MqttConfig(url="mqtt://127.0.0.1:1"), "t", metrics)
-        cfg = StreamConfig(id="s", url="clip.mp4", mode="replay")
-        state = StreamState(cfg, TrackerSettings(), metrics, publisher, batcher.wake, 30.0)
-        streams["s"] = state
+        batcher, state, cfg = _one_replay_stream(det, max_wait_s=0.005)
         order: list[tuple[str, int]] = []
         state.listeners.append(lambda st, item, tracks: order.append(("tracked", item.index)))
         orig = det.detect
@@ -268,3 +276,45 @@ def test_next_batch_goes_to_the_detector_before_the_last_one_is_tracked() -> Non
     # Batch (first, first + 1) went to the detector before batch (first - 2, first - 1) was tracked.
     for first in (3, 5, 7):
         assert order.index(("detect", first)) < order.index(("tracked", first - 2)), order
+
+
+def test_a_frame_that_waited_for_the_detector_does_not_wait_a_fill_window_more() -> None:
+    """A batch's deadline runs from when its oldest frame was ready, waits for a busy detector
+    included: frame 2 arrives while frame 1's batch is in the detector (one slot), and when the
+    slot frees it is already past its deadline, so it goes at once; its queue stage says how long
+    it waited. (It used to count from when the batcher pulled it: a whole fill window more.)"""
+
+    async def main() -> tuple[list[float], list[float], list[float]]:
+        loop = asyncio.get_running_loop()
+        det = FakeDetector(latency_ms=300, boxes=3, spec=SPEC, max_batch=8, max_in_flight=1)
+        batcher, state, cfg = _one_replay_stream(det, max_wait_s=0.2)
+        sent: list[float] = []
+        back: list[float] = []
+        queued: list[float] = []
+        orig = det.detect
+
+        async def detect(frames: Any) -> Any:
+            sent.append(time.monotonic())
+            try:
+                return await orig(frames)
+            finally:
+                back.append(time.monotonic())
+
+        det.detect = detect  # type: ignore[method-assign]
+        state.listeners.append(lambda st, item, tracks: queued.append(item.timings["queue"]))
+        src = ListSource(2, cfg, SPEC, loop, state.put, state.set_status, state.set_info,
+                         permits=state.permits, gap_s=0.25, hold_s=1.0)  # fmt: skip
+        src._demand = batcher.demand
+        state.pull = src.pull
+        task = asyncio.create_task(batcher.run())
+        src.start()
+        t0 = time.monotonic()
+        while len(queued) < 2 and time.monotonic() < t0 + 20:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return sent, back, queued
+
+    sent, back, queued = asyncio.run(main())
+    assert len(sent) == 2, sent  # two batches of one frame: frame 2 came after frame 1 had gone
+    assert sent[1] - back[0] < 0.1, (sent, back)  # the free slot took it at once, not 0.2 s later
+    assert queued[0] < 0.1 and 0.15 < queued[1] < 0.5, queued  # frame 2 waited ~0.25 s for the slot

@@ -4,8 +4,9 @@ The batcher holds a free detector slot and asks ``plan(ready, want)`` which stre
 from, given how many frames each stream has ready. Frames are taken round-robin, one per stream
 per pass, so one busy replay stream cannot starve the others; the pass's starting stream rotates
 from one pass to the next, so no stream is always first. A batch is sent when it holds
-``max_batch`` frames or at its ``deadline``, ``max_wait_s`` after its first frame became ready,
-whichever comes first; the batcher never waits for any particular stream.
+``max_batch`` frames or at its ``deadline``, ``max_wait_s`` after its oldest frame became ready
+(decoded and handed over by its source: a frame that already waited for a busy detector has used
+its window up), whichever comes first; the batcher never waits for any particular stream.
 """
 
 from __future__ import annotations
