@@ -125,7 +125,12 @@ class BatcherConfig(_Section):
     max_batch: int | None = Field(
         None, ge=1, description="frames per detector call (default: the detector's)"
     )
-    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="wait at most this long to fill a batch")
+    max_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        le=10_000,
+        description="a batch goes out this long after its oldest frame was ready (decoded; time spent waiting for a busy detector counts), full or not",
+    )
     result_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="a frame's detection older than this is given up (late)"
     )
