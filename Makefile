@@ -81,9 +81,9 @@ bench-gpu: $(GPU_VENV)/.installed
 	LD_LIBRARY_PATH=$$($(GPU_VENV)/bin/python -c 'import tensorrt_libs, os; print(os.path.dirname(tensorrt_libs.__file__))' 2>/dev/null):$$LD_LIBRARY_PATH \
 	  $(GPU_VENV)/bin/python -m loadtest.bench_gpu
 
-# Opt-in, not part of `make test`: re-export the real Ultralytics and torchvision models under
-# tests/data/detectors with their frameworks' own detections (PyTorch pulls several GB of CUDA
-# libraries from the registry, hence a venv of its own). The tests read what it wrote, checked in.
+# Opt-in, not part of `make test`: export the real Ultralytics and torchvision models with their
+# frameworks' own detections into ../shared/data/detectors (PyTorch pulls several GB of CUDA
+# libraries from the registry, hence a venv of its own). tests/test_formats.py decodes them there.
 EXPORT_VENV := .venv-export
 $(EXPORT_VENV)/.installed:
 	$(PYTHON) -m venv $(EXPORT_VENV)
@@ -92,7 +92,7 @@ $(EXPORT_VENV)/.installed:
 	touch $@
 
 detector-exports: $(EXPORT_VENV)/.installed
-	$(EXPORT_VENV)/bin/python scripts/export_detectors.py
+	$(EXPORT_VENV)/bin/python scripts/export_detectors.py $${TRACKCAST_DETECTOR_EXPORTS:-../shared/data/detectors}
 
 # Streams at real time (detecting 10 frames/s of each) with 1, 2 and 3 instances sharing one Triton
 # (GPU stand-in: 15 ms a batch).

@@ -2,8 +2,9 @@
 
 Opt-in (``make detector-exports``): it needs PyTorch, torchvision and Ultralytics, several GB with
 the CUDA libraries the registry's PyTorch pulls in, so it runs in its own ``.venv-export`` and
-never in CI. What it writes under ``tests/data/detectors/`` is checked in and read by
-``tests/test_formats.py`` in CI:
+never in CI. What it writes (by default into ``../shared/data/detectors``, test data outside the
+repository; ``$TRACKCAST_DETECTOR_EXPORTS`` where the tests should look elsewhere) is decoded by
+``tests/test_formats.py`` wherever it is found:
 
 - ``*.onnx``: the frameworks' own exports of the real architectures with random weights, kept small
   (Ultralytics YOLOv8 and YOLO11 at a width of 1/16 from the packaged model YAMLs, YOLOv8 also
@@ -188,7 +189,7 @@ def main() -> int:
     out = Path(
         sys.argv[1]
         if len(sys.argv) > 1
-        else Path(__file__).resolve().parents[1] / "tests" / "data" / "detectors"
+        else Path(__file__).resolve().parents[2] / "shared" / "data" / "detectors"
     )
     out.mkdir(parents=True, exist_ok=True)
     imgs = images()

@@ -1,16 +1,19 @@
 """Detector formats: recognised from the model, decoded as the model's framework does.
 
-Unit tests drive ``detector_client.formats.recognise`` with tensor signatures (no files). The
-integration tests load real exports: ``tests/data/detectors`` holds what Ultralytics and
-torchvision exported themselves (``scripts/export_detectors.py``, run once in ``.venv-export``:
-``make detector-exports``) with the frameworks' own post-NMS detections of the same images, and
-small graphs built here reproduce the signatures of exports whose frameworks are not installable
-here (YOLOv5 with objectness, GluonCV SSD/YOLOv3, TensorRT-style ``num_dets`` outputs).
+Unit tests drive ``detector_client.formats.recognise`` with tensor signatures (no files). Small
+graphs built here reproduce the exports' signatures with known contents (Ultralytics YOLOv8 and
+end-to-end, torchvision Faster R-CNN/RetinaNet, YOLOv5 with objectness, GluonCV SSD/YOLOv3,
+TensorRT-style ``num_dets``): the decode must find exactly what they hold, the CLI and the service
+run them, the SageMaker handler serves them. Where the real exports are at hand (the frameworks'
+own exports with their own post-NMS detections of the same images, written by
+``scripts/export_detectors.py`` in ``.venv-export``: ``make detector-exports``, into
+``../shared/data/detectors`` or ``$TRACKCAST_DETECTOR_EXPORTS``), they are decoded against them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +28,14 @@ from detector_client.formats import (
     recognise,
 )
 from detector_client.yolox import PostProcess
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parent / "data" / "detectors"
+#: The frameworks' own exports (not in the repository: data, like the rest of ../shared).
+EXPORTS = Path(os.environ.get("TRACKCAST_DETECTOR_EXPORTS") or SHARED_DATA / "detectors")
+needs_exports = pytest.mark.skipif(
+    not (EXPORTS / "images.npz").is_file(),
+    reason=f"the real Ultralytics/torchvision exports are not in {EXPORTS} (make detector-exports writes them)",
+)
 IMG = TensorInfo("images", (1, 3, 320, 320), "float32")
 ULTRA = {"author": "Ultralytics", "description": "Ultralytics YOLOv8n model", "task": "detect",
          "names": "{0: 'person', 1: 'bicycle', 2: 'car'}", "stride": "32"}  # fmt: skip
@@ -170,6 +179,7 @@ def _match(got: np.ndarray, ref: np.ndarray, tol: float = 1e-3) -> float:
 
 
 @pytest.mark.integration
+@needs_exports
 @pytest.mark.parametrize(
     ("tag", "family", "names"),
     [("yolov8", "yolov8", True), ("yolo11", "yolov8", True), ("yolov8_nms", "end2end", True),
@@ -178,13 +188,13 @@ def _match(got: np.ndarray, ref: np.ndarray, tol: float = 1e-3) -> float:
 def test_real_exports_decode_as_their_framework(tag: str, family: str, names: bool) -> None:
     from detector_client.onnx_backend import OnnxModel
 
-    ref = json.loads((DATA / f"{tag}.json").read_text())
+    ref = json.loads((EXPORTS / f"{tag}.json").read_text())
     pp = PostProcess(ref["score"], ref["iou"] or 0.45, clip=False, max_det=300)
     size = None if family != "end2end" or names else (320, 320)  # torchvision: dynamic H/W
-    m = OnnxModel(DATA / f"{tag}.onnx", postprocess=pp, input_size=size)
+    m = OnnxModel(EXPORTS / f"{tag}.onnx", postprocess=pp, input_size=size)
     assert m.fmt.family == family
     assert (m.class_names or [])[:2] == (["thing0", "thing1"] if names else [])
-    rgb = np.load(DATA / "images.npz")["rgb"]
+    rgb = np.load(EXPORTS / "images.npz")["rgb"]
     frames = [m.spec.prepare(np.ascontiguousarray(im[:, :, ::-1]), "cam", i) for i, im in enumerate(rgb)]
     got = m.detect(frames)
     assert sum(len(g) for g in got) > 20  # the exports were made to detect things
@@ -207,13 +217,21 @@ def _save(
     return path
 
 
-def _const_plus_input(name: str, value: np.ndarray, nodes: list, inits: list) -> None:  # type: ignore[type-arg]
-    """``name`` = value + 0 * mean(image): a constant the graph computes from its input."""
+def _const_plus_input(
+    name: str,
+    value: np.ndarray,
+    nodes: list,
+    inits: list,
+    scale: np.ndarray | None = None,  # type: ignore[type-arg]
+) -> None:
+    """``name`` = value + scale * mean(image): a constant the graph computes from its input (scale
+    0), or one that moves with the picture's brightness (frames of a video: boxes that move)."""
     from onnx import numpy_helper
 
     inits.append(numpy_helper.from_array(value, f"{name}_c"))
     nodes.append(__import__("onnx").helper.make_node("ReduceMean", ["images"], [f"{name}_m"], keepdims=0))
-    inits.append(numpy_helper.from_array(np.zeros(1, np.float32), f"{name}_z"))
+    z = np.zeros(1, np.float32) if scale is None else scale.astype(np.float32)
+    inits.append(numpy_helper.from_array(z, f"{name}_z"))
     nodes += [
         __import__("onnx").helper.make_node("Mul", [f"{name}_m", f"{name}_z"], [f"{name}_0"]),
         __import__("onnx").helper.make_node("Add", [f"{name}_c", f"{name}_0"], [name]),
@@ -296,24 +314,104 @@ def test_signature_graphs_yolov5_ssd_and_num_dets(tmp_path: Path) -> None:
     assert OnnxModel(p5).class_names == ["ball", "player"]
 
 
+#: What the built graphs hold, in input pixels of a 320x320 input: x1, y1, x2, y2, score, class.
+TRUTH = np.array([[20, 30, 60, 110, 0.9, 1], [150, 40, 190, 140, 0.8, 0], [200, 180, 260, 300, 0.7, 2],
+                  [60, 200, 100, 290, 0.6, 0], [250, 20, 300, 100, 0.5, 1], [100, 100, 130, 170, 0.45, 2]],
+                 dtype=np.float64)  # fmt: skip
+NAMES = "{0: 'thing0', 1: 'thing1', 2: 'thing2'}"
+ULTRA_MD = {"author": "Ultralytics", "description": "Ultralytics YOLOv8n model", "task": "detect",
+            "names": NAMES, "stride": "32", "imgsz": "[320, 320]"}  # fmt: skip
+MOVE_PX = 40.0  # with moving=True: boxes shift this many input px per unit of the input's mean
+
+
+def ultralytics_graph(path: Path, moving: bool = False, end2end: bool = False) -> Path:
+    """An Ultralytics YOLOv8/YOLO11 export's signature and metadata (input [1, 3, 320, 320], 0-1
+    RGB): the dense head [1, 4 + 3, 2100] (cx, cy, w, h, class scores; each box with a near-
+    duplicate NMS must remove), or with ``end2end`` the ``nms=True`` output [1, 300, 6]."""
+    from onnx import TensorProto, helper
+
+    img = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 320, 320])
+    if end2end:
+        v = np.zeros((1, 300, 6), np.float32)
+        v[0, : len(TRUTH)] = TRUTH
+        scale = np.zeros_like(v)
+        scale[0, : len(TRUTH), :4] = MOVE_PX
+    else:
+        v = np.zeros((1, 7, 2100), np.float32)
+        for k, (x1, y1, x2, y2, sc, c) in enumerate(TRUTH):
+            for dup in (0, 1):
+                a = 100 * k + dup
+                v[0, :4, a] = ((x1 + x2) / 2 + dup, (y1 + y2) / 2, x2 - x1, y2 - y1)
+                v[0, 4 + int(c), a] = sc - 0.01 * dup
+        scale = np.zeros_like(v)
+        scale[0, :2] = MOVE_PX
+    nodes: list = []  # type: ignore[type-arg]
+    inits: list = []  # type: ignore[type-arg]
+    _const_plus_input("output0", v, nodes, inits, scale if moving else None)
+    o = helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(v.shape))
+    return _save(path, nodes, [img], [o], inits, ULTRA_MD)
+
+
+def torchvision_graph(path: Path, moving: bool = False) -> Path:
+    """A torchvision Faster R-CNN/RetinaNet export's signature: one image [3, height, width]
+    (dynamic), outputs boxes [n, 4] (input px), labels [n] int64, scores [n]; no metadata."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    img = helper.make_tensor_value_info("images", TensorProto.FLOAT, [3, "height", "width"])
+    nodes: list = []  # type: ignore[type-arg]
+    inits: list = []  # type: ignore[type-arg]
+    boxes = TRUTH[:, :4].astype(np.float32)
+    _const_plus_input("boxes", boxes, nodes, inits, np.full_like(boxes, MOVE_PX) if moving else None)
+    _const_plus_input("scores", TRUTH[:, 4].astype(np.float32), nodes, inits)
+    inits.append(numpy_helper.from_array(TRUTH[:, 5].astype(np.int64), "labels_c"))
+    nodes.append(helper.make_node("Identity", ["labels_c"], ["labels"]))
+    n = len(TRUTH)
+    outs = [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [n, 4]),
+            helper.make_tensor_value_info("labels", TensorProto.INT64, [n]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [n])]  # fmt: skip
+    return _save(path, nodes, [img], outs, inits)
+
+
+@pytest.mark.integration
+def test_signature_graphs_ultralytics_and_torchvision(tmp_path: Path) -> None:
+    """YOLOv8's dense head (NMS after), Ultralytics' nms=True and torchvision's end-to-end outputs:
+    recognised, preprocessed as their framework does, decoded to exactly the boxes they hold."""
+    from detector_client.onnx_backend import OnnxModel
+
+    src = np.zeros((640, 640, 3), np.uint8)  # a 2x larger frame: boxes come back scaled by 2
+    for path, family, preprocess, size in (
+        (ultralytics_graph(tmp_path / "v8.onnx"), "yolov8", "ultralytics", None),
+        (ultralytics_graph(tmp_path / "v8nms.onnx", end2end=True), "end2end", "ultralytics", None),
+        (torchvision_graph(tmp_path / "tv.onnx"), "end2end", "torchvision", (320, 320)),
+    ):
+        m = OnnxModel(path, postprocess=PostProcess(0.3, 0.45), input_size=size)
+        assert (m.fmt.family, m.fmt.preprocess) == (family, preprocess), path.name
+        got = m.detect([m.spec.prepare(src)])[0]
+        want = TRUTH.copy()
+        want[:, :4] *= 2
+        assert _match(got, want, tol=1e-3) <= 1e-3, path.name
+    assert OnnxModel(tmp_path / "v8.onnx").class_names == ["thing0", "thing1", "thing2"]
+
+
 @pytest.mark.integration
 def test_missing_and_bad_names_files(tmp_path: Path) -> None:
     from detector_client.onnx_backend import OnnxModel
 
     with pytest.raises(ModelLoadError, match=r"yolov8\.onnx: class names file .*nope\.txt does not exist"):
-        OnnxModel(DATA / "yolov8.onnx", class_names=tmp_path / "nope.txt")
+        OnnxModel(ultralytics_graph(tmp_path / "yolov8.onnx"), class_names=tmp_path / "nope.txt")
     with pytest.raises(
         ModelLoadError, match=r"fasterrcnn\.onnx: input 'images' \[3, height, width\] has a dynamic"
     ):
-        OnnxModel(DATA / "fasterrcnn.onnx")
+        OnnxModel(torchvision_graph(tmp_path / "fasterrcnn.onnx"))
 
 
 # ---------------------------------------------------------------------- end to end (system)
 @pytest.mark.system
 @pytest.mark.parametrize("tag", ["yolov8", "retinanet"])
 def test_track_and_the_service_run_other_families(tag: str, tmp_path: Path) -> None:
-    """``trackcast track`` and a ``serve`` replay on an Ultralytics and a torchvision export: the same
-    tracks frame for frame, events named by the model's classes, an annotated video."""
+    """``trackcast track`` and a ``serve`` replay on an Ultralytics and a torchvision signature (built
+    graphs whose boxes move with the picture): the same tracks frame for frame, events named by the
+    model's classes, an annotated video."""
     import subprocess
 
     from tests.conftest import SHARED_DATA, run_trackcast
@@ -327,7 +425,11 @@ def test_track_and_the_service_run_other_families(tag: str, tmp_path: Path) -> N
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", "-i", str(whole), "-t", "3", "-c", "copy", str(clip)], check=True
     )
-    model = DATA / f"{tag}.onnx"
+    model = (
+        ultralytics_graph(tmp_path / "m.onnx", moving=True)
+        if tag == "yolov8"
+        else torchvision_graph(tmp_path / "m.onnx", moving=True)
+    )
     names = tmp_path / "names.txt"
     names.write_text("".join(f"kind{i}\n" for i in range(8)))
     extra = ["--class-names", str(names)] if tag == "retinanet" else []
@@ -394,7 +496,8 @@ def test_tensorrt_builds_its_engine_once_into_a_cache(
 
 @pytest.mark.integration
 def test_the_sagemaker_handler_serves_an_ultralytics_export(tmp_path: Path) -> None:
-    """model.tar.gz's handler recognises the family too; the wire carries the centred letterbox."""
+    """model.tar.gz's handler recognises the family too; the wire carries the centred letterbox.
+    The Ultralytics signature built here; the real export too where it is at hand."""
     import shutil
 
     import cv2
@@ -403,17 +506,26 @@ def test_the_sagemaker_handler_serves_an_ultralytics_export(tmp_path: Path) -> N
     from detector_client import wire
     from detector_client.onnx_backend import OnnxModel
 
-    shutil.copy(DATA / "yolov8.onnx", tmp_path / "model.onnx")
-    (tmp_path / "trackcast-model.json").write_text(json.dumps({"score_thresh": 0.3}))
-    served = inference.model_fn(str(tmp_path))
-    local = OnnxModel(DATA / "yolov8.onnx", postprocess=PostProcess(0.3))
-    assert served.fmt.family == "yolov8" and served.class_names == local.class_names
-    rgb = np.load(DATA / "images.npz")["rgb"]
-    frame = cv2.resize(np.ascontiguousarray(rgb[0][:, :, ::-1]), (480, 270))  # 16:9: padded top and bottom
-    prepared = local.spec.prepare(frame)
-    assert prepared.pad_y > 0
-    status, body, _ = inference.handle(served, wire.encode_batch([prepared], "raw"), wire.CONTENT_TYPE)
-    assert status == 200
-    (got,) = wire.decode_result(body, 1)
-    (want,) = local.detect([prepared])
-    assert len(want) > 5 and np.abs(np.asarray(got) - want).max() < 1e-3
+    real = EXPORTS / "yolov8.onnx"
+    models = [ultralytics_graph(tmp_path / "built.onnx", moving=True), *([real] if real.is_file() else [])]
+    if (EXPORTS / "images.npz").is_file():  # the images the real export was made to detect things in
+        picture = np.ascontiguousarray(np.load(EXPORTS / "images.npz")["rgb"][0][:, :, ::-1])
+    else:
+        picture = np.random.default_rng(5).integers(0, 255, (320, 320, 3), dtype=np.uint8)
+    frame = cv2.resize(picture, (480, 270))  # 16:9: padded top and bottom
+    for model in models:
+        served_dir = tmp_path / model.stem
+        served_dir.mkdir()
+        shutil.copy(model, served_dir / "model.onnx")
+        (served_dir / "trackcast-model.json").write_text(json.dumps({"score_thresh": 0.3}))
+        served = inference.model_fn(str(served_dir))
+        local = OnnxModel(model, postprocess=PostProcess(0.3))
+        assert served.fmt.family == "yolov8" and served.class_names == local.class_names
+        assert (served.class_names or [])[:3] == ["thing0", "thing1", "thing2"]
+        prepared = local.spec.prepare(frame)
+        assert prepared.pad_y > 0
+        status, body, _ = inference.handle(served, wire.encode_batch([prepared], "raw"), wire.CONTENT_TYPE)
+        assert status == 200
+        (got,) = wire.decode_result(body, 1)
+        (want,) = local.detect([prepared])
+        assert len(want) >= 4 and np.abs(np.asarray(got) - want).max() < 1e-3, model.name
