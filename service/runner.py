@@ -77,7 +77,8 @@ def run_service(settings: Settings) -> int:
     try:
         asyncio.run(serve(settings))
         # What is left (worker threads finishing a connect or an open) is not cut short by another
-        # SIGTERM into a non-zero exit: the handlers of on_stop_signals are no-ops by now; say so.
+        # SIGTERM: on_stop_signals' handlers do nothing once the loop is closed, and from here on the
+        # signals are ignored outright (no Python handler to run at all).
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
     except ConfigError as exc:
